@@ -1,0 +1,374 @@
+//! Reading a configuration file and checking what serde cannot: references
+//! between tables, addresses, capabilities. Every error carries the file,
+//! line and key, so a person can go straight to the mistake.
+
+use super::{Config, SourceKind};
+use crate::builtin;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration that loaded and validated, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// The file it was read from (or a label such as `<embedded demo>`).
+    pub path: PathBuf,
+    /// The folder relative paths in it are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl Loaded {
+    /// `path` as written in the config, resolved against the config's folder.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    /// The state directory, resolved.
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.config.gateway.state_dir)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A TOML syntax or type error, or a semantic one, located in the file.
+    #[error("{}", .0)]
+    At(Box<Located>),
+}
+
+/// An error at a place in a configuration file.
+#[derive(Debug)]
+pub struct Located {
+    pub path: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// The dotted key the error is about, e.g. `module.vitals.wasm`, when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.path.display(), self.line, self.column)?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Read, parse and validate the configuration at `path`.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, path, &base_dir)
+}
+
+/// Parse and validate configuration `text`; `path` labels errors and
+/// `base_dir` anchors relative paths.
+pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, ConfigError> {
+    let source = Source { text, path };
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        source.error(span, e.message().to_string())
+    })?;
+    let loaded =
+        Loaded { config, path: path.to_path_buf(), base_dir: base_dir.to_path_buf() };
+    validate(&loaded, &source)?;
+    Ok(loaded)
+}
+
+/// The text being loaded, to turn byte spans into lines and keys.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, message: String) -> ConfigError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        ConfigError::At(Box::new(Located {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            key: key_at(self.text, start),
+            message,
+        }))
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>, message: String) -> ConfigError {
+        self.error(spanned.span(), message)
+    }
+}
+
+/// The dotted key whose value starts at byte `offset`: the nearest table
+/// header above it joined with the key on its line (`[sandbox]` +
+/// `call-timeout-ms`), so wrong-type errors name the key and not only the line.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split_once('=').map(|(k, _)| k.trim().to_string());
+    let header = text[..line_start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    });
+    match (header, key) {
+        (Some(h), Some(k)) if !k.starts_with('[') => Some(format!("{h}.{k}")),
+        (None, Some(k)) => Some(k),
+        (h, _) => h,
+    }
+}
+
+fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
+    let config = &loaded.config;
+    let first_line = |message: String| src.error(0..0, message);
+
+    if config.gateway.id.trim().is_empty() {
+        return Err(first_line("`gateway.id` must not be empty".into()));
+    }
+
+    let mut names = BTreeSet::new();
+    for sensor in &config.sensors {
+        if !names.insert(sensor.name.as_str()) {
+            return Err(src.at(&sensor.address, format!("duplicate sensor name `{}`", sensor.name)));
+        }
+        if parse_mac(sensor.address.get_ref()).is_none() {
+            return Err(src.at(
+                &sensor.address,
+                format!(
+                    "sensor `{}`: `{}` is not a Bluetooth address like AA:BB:CC:DD:EE:FF",
+                    sensor.name,
+                    sensor.address.get_ref()
+                ),
+            ));
+        }
+        if !config.profiles.contains_key(sensor.profile.get_ref()) {
+            return Err(src.at(
+                &sensor.profile,
+                format!(
+                    "sensor `{}` uses profile `{}`, which is not defined (defined: {})",
+                    sensor.name,
+                    sensor.profile.get_ref(),
+                    list(config.profiles.keys())
+                ),
+            ));
+        }
+        if sensor.source == SourceKind::Sim && sensor.sim.is_none() {
+            return Err(src.at(
+                &sensor.address,
+                format!("sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`", sensor.name),
+            ));
+        }
+        if let Some(sim) = &sensor.sim
+            && !(sim.interval_s > 0.0)
+        {
+            return Err(src.at(
+                &sensor.address,
+                format!("sensor `{}`: sim.interval-s must be greater than 0", sensor.name),
+            ));
+        }
+    }
+
+    for (name, profile) in &config.profiles {
+        for module in &profile.modules {
+            if !config.modules.contains_key(module.get_ref()) {
+                return Err(src.at(
+                    module,
+                    format!(
+                        "profile `{name}` lists module `{}`, which is not defined (defined: {})",
+                        module.get_ref(),
+                        list(config.modules.keys())
+                    ),
+                ));
+            }
+        }
+        if !(profile.tick_interval_s > 0.0) {
+            return Err(first_line(format!("profile `{name}`: tick-interval-s must be greater than 0")));
+        }
+    }
+
+    for (name, module) in &config.modules {
+        let wasm = module.wasm.get_ref();
+        match wasm.strip_prefix("builtin:") {
+            Some(builtin_name) => {
+                if builtin::module(builtin_name).is_none() {
+                    return Err(src.at(
+                        &module.wasm,
+                        format!(
+                            "module `{name}`: there is no built-in module `{builtin_name}` (built in: {})",
+                            list(builtin::names())
+                        ),
+                    ));
+                }
+            }
+            None => {
+                let path = loaded.resolve(Path::new(wasm));
+                if !path.is_file() {
+                    return Err(src.at(
+                        &module.wasm,
+                        format!("module `{name}`: module file {} does not exist", path.display()),
+                    ));
+                }
+            }
+        }
+        for capability in &module.capabilities {
+            if let Err(why) = crate::pipeline::Capability::parse(capability.get_ref()) {
+                return Err(src.at(capability, format!("module `{name}`: {why}")));
+            }
+        }
+    }
+
+    let sim = &config.sim;
+    if !(sim.speed >= 0.0 && sim.speed.is_finite()) {
+        return Err(first_line("`sim.speed` must be 0 (as fast as possible) or positive".into()));
+    }
+    if let Some(start) = &sim.start
+        && crate::clock::parse_rfc3339_ms(start).is_none()
+    {
+        return Err(first_line(format!(
+            "`sim.start` = {start:?} is not an RFC 3339 UTC time like 2026-01-15T06:00:00Z"
+        )));
+    }
+    Ok(())
+}
+
+fn list<'a>(names: impl IntoIterator<Item = &'a (impl AsRef<str> + ?Sized + 'a)>) -> String {
+    let names: Vec<&str> = names.into_iter().map(AsRef::as_ref).collect();
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+/// Parse `AA:BB:CC:DD:EE:FF` into its six bytes, most significant first.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[gateway]
+id = "gw-1"
+state-dir = "state"
+
+[[sensor]]
+name = "living-room"
+address = "A4:C1:38:00:00:01"
+profile = "home"
+source = "sim"
+sim = { model = "room" }
+
+[profile.home]
+modules = ["thermostat"]
+
+[module.thermostat]
+wasm = "builtin:heating"
+capabilities = ["kv"]
+"#;
+
+    fn load_text(text: &str) -> Result<Loaded, ConfigError> {
+        load_str(text, Path::new("edgeward.toml"), Path::new("/etc/edgeward"))
+    }
+
+    fn error_of(text: &str) -> String {
+        load_text(text).expect_err("the configuration should be refused").to_string()
+    }
+
+    /// A complete small configuration loads and resolves paths against its folder.
+    #[test]
+    fn good_config_loads() {
+        let loaded = load_text(GOOD).unwrap();
+        assert_eq!(loaded.config.sensors[0].name, "living-room");
+        assert_eq!(loaded.state_dir(), Path::new("/etc/edgeward/state"));
+    }
+
+    /// Broken TOML syntax is reported with file and line.
+    #[test]
+    fn syntax_error_names_line() {
+        let err = error_of("[gateway\nid = 1");
+        assert!(err.starts_with("edgeward.toml:1:"), "{err}");
+    }
+
+    /// An unknown key is refused, naming the key and its line.
+    #[test]
+    fn unknown_key_is_refused() {
+        let text = GOOD.replace("capabilities = [\"kv\"]", "capabilites = [\"kv\"]");
+        let err = error_of(&text);
+        assert!(err.contains("unknown field `capabilites`"), "{err}");
+        assert!(err.starts_with("edgeward.toml:17:"), "{err}");
+    }
+
+    /// A value of the wrong type names the dotted key and line.
+    #[test]
+    fn wrong_type_names_key() {
+        let text = format!("{GOOD}\n[sandbox]\ncall-timeout-ms = \"soon\"\n");
+        let err = error_of(&text);
+        assert!(err.contains("`sandbox.call-timeout-ms`"), "{err}");
+        assert!(err.contains(":22:"), "{err}");
+    }
+
+    /// A profile naming an undefined module is refused at that module's place.
+    #[test]
+    fn undefined_module_is_refused() {
+        let text = GOOD.replace("modules = [\"thermostat\"]", "modules = [\"thermostat\", \"nope\"]");
+        let err = error_of(&text);
+        assert!(err.contains("lists module `nope`, which is not defined"), "{err}");
+        assert!(err.starts_with("edgeward.toml:13:"), "{err}");
+    }
+
+    /// A missing module file is refused with its resolved path.
+    #[test]
+    fn missing_module_file_is_refused() {
+        let text = GOOD.replace("builtin:heating", "rules/missing.wasm");
+        let err = error_of(&text);
+        assert!(err.contains("/etc/edgeward/rules/missing.wasm does not exist"), "{err}");
+    }
+
+    /// A malformed capability is refused.
+    #[test]
+    fn bad_capability_is_refused() {
+        let err = error_of(&GOOD.replace("[\"kv\"]", "[\"network\"]"));
+        assert!(err.contains("unknown capability `network`"), "{err}");
+    }
+
+    /// Sensor addresses must be Bluetooth addresses; profiles must exist.
+    #[test]
+    fn sensor_references_are_checked() {
+        let err = error_of(&GOOD.replace("A4:C1:38:00:00:01", "A4:C1:38"));
+        assert!(err.contains("not a Bluetooth address"), "{err}");
+        let err = error_of(&GOOD.replace("profile = \"home\"", "profile = \"office\""));
+        assert!(err.contains("profile `office`, which is not defined"), "{err}");
+    }
+
+    /// MAC parsing accepts exactly six hex pairs.
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(parse_mac("a4:C1:38:00:00:FF"), Some([0xa4, 0xc1, 0x38, 0, 0, 0xff]));
+        assert_eq!(parse_mac("a4:C1:38:00:00"), None);
+        assert_eq!(parse_mac("a4:C1:38:00:00:FF:00"), None);
+        assert_eq!(parse_mac("a4:C1:38:00:00:GG"), None);
+    }
+}

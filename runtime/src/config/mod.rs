@@ -1,0 +1,292 @@
+//! The gateway's configuration: one TOML file, read by [`load`], checked by
+//! [`Config::validate`] so that every error names the file, the line and the
+//! key. What the keys mean is documented on the fields below and, for users,
+//! in the commented `configs/` files.
+
+mod load;
+
+pub use load::{ConfigError, Loaded, Located, load, load_str, parse_mac};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    /// The sensors this gateway listens to; anything else is ignored.
+    #[serde(default, rename = "sensor")]
+    pub sensors: Vec<SensorConfig>,
+    /// Deployment profiles: which rules a sensor's messages pass through.
+    #[serde(default, rename = "profile")]
+    pub profiles: BTreeMap<String, ProfileConfig>,
+    /// Rule modules (WebAssembly components) and what each may do.
+    #[serde(default, rename = "module")]
+    pub modules: BTreeMap<String, ModuleConfig>,
+    /// Sandbox limits applied to every module unless the module overrides them.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
+    /// The simulator, for sensors with `source = "sim"`.
+    #[serde(default)]
+    pub sim: SimConfig,
+    /// Where forwarded messages go.
+    #[serde(default = "SinkConfig::stdout")]
+    pub uplink: SinkConfig,
+    /// Where local alarms go.
+    #[serde(default = "SinkConfig::stdout")]
+    pub alarm: SinkConfig,
+    /// Where actuator commands go.
+    #[serde(default = "SinkConfig::stdout")]
+    pub actuator: SinkConfig,
+}
+
+/// `[gateway]`: this gateway's identity and where it keeps state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct GatewayConfig {
+    /// The gateway's id: used in topics and, later, as its signing `kid`.
+    pub id: String,
+    /// Where `state.db` and the compiled-module cache live. Relative paths
+    /// are relative to the configuration file's folder.
+    #[serde(default = "GatewayConfig::default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+impl GatewayConfig {
+    fn default_state_dir() -> PathBuf {
+        PathBuf::from("/var/lib/edgeward")
+    }
+}
+
+/// `[[sensor]]`: one sensor the gateway accepts readings from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SensorConfig {
+    /// A name unique in this file; it names the sensor in messages and alarms.
+    pub name: String,
+    /// Bluetooth address, `AA:BB:CC:DD:EE:FF`.
+    pub address: Spanned<String>,
+    /// What the sensor sends.
+    #[serde(default)]
+    pub format: SensorFormat,
+    /// The profile (pipeline of rules) its messages go through.
+    pub profile: Spanned<String>,
+    /// Where its readings come from: a real radio or the simulator.
+    #[serde(default)]
+    pub source: SourceKind,
+    /// With `source = "sim"`: what the simulator makes it send.
+    pub sim: Option<SimSensorConfig>,
+}
+
+/// The wire format a sensor speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SensorFormat {
+    /// BTHome v2 advertisements (service data of UUID 0xFCD2).
+    #[default]
+    Bthome,
+}
+
+/// Where a sensor's frames come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// Bluetooth LE through BlueZ.
+    #[default]
+    Ble,
+    /// The built-in simulator.
+    Sim,
+}
+
+/// `sim = { ... }` on a simulated sensor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SimSensorConfig {
+    /// The series it produces.
+    pub model: SimModel,
+    /// Seconds (of simulated time) between readings.
+    #[serde(default = "SimSensorConfig::default_interval")]
+    pub interval_s: f64,
+}
+
+impl SimSensorConfig {
+    fn default_interval() -> f64 {
+        10.0
+    }
+}
+
+/// The simulator's sensor models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimModel {
+    /// Room temperature on a daily curve with noise, and relative humidity;
+    /// the room cools while no heating command turned it on.
+    Room,
+    /// Body temperature and heart rate of a wearable, with occasional fever episodes.
+    Wearable,
+}
+
+/// `[profile.NAME]`: a pipeline of rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProfileConfig {
+    /// Module names, in the order messages pass through them.
+    pub modules: Vec<Spanned<String>>,
+    /// What happens to a message when a module fails (traps, times out or returns an error).
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Seconds between `tick` calls, which let rules act on silence.
+    #[serde(default = "ProfileConfig::default_tick")]
+    pub tick_interval_s: f64,
+    /// The uplink topic; `{gateway}`, `{profile}` and `{sensor}` are replaced.
+    #[serde(default = "ProfileConfig::default_topic")]
+    pub topic: String,
+}
+
+impl ProfileConfig {
+    fn default_tick() -> f64 {
+        1.0
+    }
+    fn default_topic() -> String {
+        "edgeward/{gateway}/{profile}/{sensor}".to_string()
+    }
+}
+
+/// A profile's answer to a failing module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Drop the message (fail closed).
+    #[default]
+    Drop,
+    /// Skip the failed module and pass the message on unchanged (fail open).
+    Pass,
+}
+
+/// `[module.NAME]`: one rule module and what it is granted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModuleConfig {
+    /// `builtin:NAME` for a module shipped inside edgeward, else the path to
+    /// a `.wasm` component (relative to the configuration file's folder).
+    pub wasm: Spanned<String>,
+    /// What the module may use beyond `log` and `clock`: `kv`, `sign:KEY`, `seal:RECIPIENTS`.
+    #[serde(default)]
+    pub capabilities: Vec<Spanned<String>>,
+    /// Override of `[sandbox] call-timeout-ms` for this module.
+    pub call_timeout_ms: Option<u64>,
+    /// Override of `[sandbox] memory-limit-mib` for this module.
+    pub memory_limit_mib: Option<u64>,
+    /// The module's own configuration, handed to its `init` as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// `[sandbox]`: limits for every module instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SandboxConfig {
+    /// Longest a single `process` or `tick` call may run before it is stopped.
+    #[serde(default = "SandboxConfig::default_call_timeout")]
+    pub call_timeout_ms: u64,
+    /// Longest `init` may run (it may build tables).
+    #[serde(default = "SandboxConfig::default_init_timeout")]
+    pub init_timeout_ms: u64,
+    /// Most linear memory one instance may grow to.
+    #[serde(default = "SandboxConfig::default_memory")]
+    pub memory_limit_mib: u64,
+}
+
+impl SandboxConfig {
+    fn default_call_timeout() -> u64 {
+        10
+    }
+    fn default_init_timeout() -> u64 {
+        1000
+    }
+    fn default_memory() -> u64 {
+        16
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            call_timeout_ms: Self::default_call_timeout(),
+            init_timeout_ms: Self::default_init_timeout(),
+            memory_limit_mib: Self::default_memory(),
+        }
+    }
+}
+
+/// `[sim]`: the simulator shared by all `source = "sim"` sensors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SimConfig {
+    /// Seed of the pseudo-random series: the same seed gives the same readings.
+    #[serde(default = "SimConfig::default_seed")]
+    pub seed: u64,
+    /// Simulated seconds per real second; 0 runs as fast as the gateway can.
+    #[serde(default = "SimConfig::default_speed")]
+    pub speed: f64,
+    /// Stop after this many simulated seconds (the gateway then drains and
+    /// exits if nothing else feeds it); absent: run forever.
+    pub duration_s: Option<f64>,
+    /// Simulated start time, RFC 3339 (`2026-01-15T06:00:00Z`); absent: now.
+    pub start: Option<String>,
+}
+
+impl SimConfig {
+    fn default_seed() -> u64 {
+        1
+    }
+    fn default_speed() -> f64 {
+        1.0
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: Self::default_seed(),
+            speed: Self::default_speed(),
+            duration_s: None,
+            start: None,
+        }
+    }
+}
+
+/// `[uplink]`, `[alarm]`, `[actuator]`: where one kind of output goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Standard output, one record per line.
+    Stdout {
+        #[serde(default)]
+        format: OutputFormat,
+    },
+    /// Append JSON lines to a file (relative to the configuration file's folder).
+    File { path: PathBuf },
+    /// Discard.
+    None {},
+}
+
+impl SinkConfig {
+    fn stdout() -> Self {
+        SinkConfig::Stdout { format: OutputFormat::default() }
+    }
+}
+
+/// How a stdout sink renders records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// One short line for a person.
+    Text,
+}

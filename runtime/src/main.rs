@@ -1,0 +1,129 @@
+//! The `edgeward` command: the daemon (`run`) and its tools. The only place
+//! that knows about exit codes: 0 ok, 1 failure, 78 (EX_CONFIG) for a
+//! configuration that cannot be used, so systemd does not restart-loop on it.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use edgeward::config::{self, Loaded};
+use edgeward::pipeline::Engine;
+use edgeward::state::StateStore;
+use edgeward::topology::{self, BuildError};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for an unusable configuration (sysexits.h EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "edgeward", version, about = "A BLE gateway whose per-message policy runs in sandboxed WebAssembly rules")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway until stopped (or until a finite simulation ends).
+    Run {
+        /// The configuration file.
+        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration as `run` would, loading and initialising every module.
+    Check {
+        /// The configuration file.
+        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        config: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    edgeward::telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config, json } => check(config, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let config_error = e.downcast_ref::<BuildError>().is_some_and(is_config_error)
+                || e.downcast_ref::<config::ConfigError>().is_some();
+            eprintln!("edgeward: {e:#}");
+            ExitCode::from(if config_error { EXIT_CONFIG } else { 1 })
+        }
+    }
+}
+
+/// Errors that a change to the configuration (or its module files) fixes.
+fn is_config_error(e: &BuildError) -> bool {
+    matches!(e, BuildError::Config(_) | BuildError::Module(_))
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let loaded = config::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        topology::run(loaded, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn check(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
+    let loaded = config::load(&path)?;
+    let built = build_for_check(&loaded)?;
+    if as_json {
+        let modules: Vec<_> = built
+            .modules
+            .iter()
+            .map(|m| json!({"name": m.name, "source": m.source, "sha256": m.hash, "bytes": m.size}))
+            .collect();
+        let out = json!({
+            "ok": true,
+            "config": path.display().to_string(),
+            "sensors": built.sensors.len(),
+            "profiles": built.profiles.keys().collect::<Vec<_>>(),
+            "modules": modules,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{}: ok ({} sensors, {} profiles, {} modules)",
+            path.display(),
+            built.sensors.len(),
+            built.profiles.len(),
+            built.modules.len()
+        );
+        for m in &built.modules {
+            println!("  module {:<12} {}  sha256:{}  {} bytes", m.name, m.source, &m.hash[..16], m.size);
+        }
+    }
+    Ok(())
+}
+
+/// Build everything `run` would, with throwaway state so that checking never
+/// touches the running gateway's state.
+fn build_for_check(loaded: &Loaded) -> anyhow::Result<topology::Built> {
+    let scratch = tempfile::tempdir().context("creating a scratch state directory")?;
+    let state = StateStore::open(scratch.path()).map_err(BuildError::from)?;
+    let engine = Engine::new(None).map_err(BuildError::from)?;
+    let clock = topology::clock_for(loaded);
+    Ok(topology::build(loaded, &engine, &state, &clock)?)
+}

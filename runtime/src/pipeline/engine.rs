@@ -1,0 +1,307 @@
+//! Loading rule components and running one instance of each, sandboxed.
+//!
+//! 1. [`Engine::new`]: one wasmtime engine with epoch interruption, a linker
+//!    with the capability interfaces and an empty WASI context, and a thread
+//!    that advances the epoch every [`EPOCH_TICK`].
+//! 2. [`Engine::prepare`]: compile (or load from the on-disk cache), check
+//!    every import against the module's grants, pre-link (`InstancePre`).
+//! 3. [`Instance::start`]: a store with its memory cap, instantiate, `init`.
+//! 4. [`Instance::process`] / [`Instance::tick`]: one call under a deadline;
+//!    after a trap the instance is rebuilt from the `InstancePre` (a trap
+//!    poisons a component instance) and its state comes back from kv.
+
+use super::ModuleError;
+use super::bindings::{Effects, Message, Outcome, Rule, RulePre, WIT_PACKAGE, WIT_VERSION};
+use super::capability::{Grants, ImportRefusal};
+use super::host::ModuleState;
+use crate::clock::Clock;
+use crate::state::StateStore;
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Store, Trap};
+
+/// How often the epoch advances; deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits for one module instance.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest one `process` or `tick` call may run.
+    pub call_timeout: Duration,
+    /// Longest `init` may run.
+    pub init_timeout: Duration,
+    /// Most linear memory the instance may have.
+    pub memory_bytes: usize,
+}
+
+/// The wasmtime engine, linker and compiled-module cache shared by all pipelines.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<ModuleState>,
+    /// Where compiled components are kept (`None`: always compile).
+    cache_dir: Option<PathBuf>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// An engine whose compiled modules are cached in `cache_dir`.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, ModuleError> {
+        let engine_err = |e: wasmtime::Error| ModuleError::Engine(format!("{e:#}"));
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = wasmtime::Engine::new(&config).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        // Rules built for wasm32-wasip2 import stdio/env interfaces even when
+        // unused; an empty WasiCtx satisfies them while granting nothing.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
+        Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (ticking, stop) = (engine.clone(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("edgeward-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
+
+        Ok(Engine { engine, linker, cache_dir, stop_ticker })
+    }
+
+    /// Compile `wasm` (or load it from the cache), check its imports against
+    /// `grants` and pre-link it. `name` labels errors.
+    pub fn prepare(&self, name: &str, wasm: &[u8], grants: Grants) -> Result<Prepared, ModuleError> {
+        let hash = hex::encode(Sha256::digest(wasm));
+        let component = self.compile(name, wasm, &hash)?;
+
+        let component_type = component.component_type();
+        for (import, _) in component_type.imports(&self.engine) {
+            let refusal = match grants.allow_import(import) {
+                Ok(()) => continue,
+                Err(refusal) => refusal,
+            };
+            let module = name.to_string();
+            let import = import.to_string();
+            return Err(match refusal {
+                ImportRefusal::NotGranted { capability } => {
+                    ModuleError::NotGranted { module, import, capability }
+                }
+                ImportRefusal::Version { found } => ModuleError::WitVersion { module, import, found },
+                ImportRefusal::Unknown => ModuleError::UnknownImport { module, import },
+            });
+        }
+
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| ModuleError::Link {
+            module: name.to_string(),
+            reason: format!("{e:#}"),
+        })?;
+        let pre = RulePre::new(instance_pre).map_err(|e| ModuleError::Exports {
+            module: name.to_string(),
+            reason: format!(
+                "{e:#} (a rule exports `init`, `process` and `tick` of {WIT_PACKAGE}@{WIT_VERSION}; build it with edgeward-sdk)"
+            ),
+        })?;
+        Ok(Prepared { name: name.to_string(), hash, pre, grants: Arc::new(grants) })
+    }
+
+    /// The compiled form of `wasm`, from the cache when it holds one made by
+    /// an engine with this exact configuration.
+    fn compile(&self, name: &str, wasm: &[u8], hash: &str) -> Result<Component, ModuleError> {
+        let not_component = |e: wasmtime::Error| ModuleError::Compile {
+            module: name.to_string(),
+            reason: format!("{e:#}"),
+        };
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, wasm).map_err(not_component);
+        };
+        let mut engine_hash = std::hash::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash.finish()));
+        if path.is_file() {
+            // SAFETY: the cache lives in the gateway's private state directory
+            // and only this engine configuration writes files with this name.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(module = name, path = %path.display(), "ignoring unusable compiled-module cache entry: {e:#}"),
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(&self.engine, wasm).map_err(not_component)?;
+        tracing::debug!(module = name, ms = started.elapsed().as_millis() as u64, "compiled");
+        if let Err(e) = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            write_atomically(dir, &path, &bytes).map_err(|e| e.to_string())
+        }) {
+            tracing::warn!(module = name, path = %path.display(), "cannot cache the compiled module: {e}");
+        }
+        Ok(component)
+    }
+
+    /// The underlying wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::state::create_private_dir(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A module compiled, checked and pre-linked: instances start from here.
+pub struct Prepared {
+    pub name: String,
+    /// SHA-256 of the component's bytes, hex.
+    pub hash: String,
+    pre: RulePre<ModuleState>,
+    grants: Arc<Grants>,
+}
+
+/// Everything an instance needs besides its [`Prepared`] module.
+#[derive(Clone)]
+pub struct InstanceContext {
+    /// `profile/module`: log label and kv namespace.
+    pub label: Arc<str>,
+    /// The module's configuration table as JSON, for `init`.
+    pub config_json: Arc<str>,
+    pub limits: Limits,
+    pub state: StateStore,
+    pub clock: Clock,
+}
+
+/// One running instance of a module in one pipeline.
+pub struct Instance {
+    prepared: Arc<Prepared>,
+    ctx: InstanceContext,
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<ModuleState>,
+    rule: Rule,
+}
+
+impl Instance {
+    /// Instantiate `prepared` and run its `init`.
+    pub fn start(prepared: Arc<Prepared>, ctx: InstanceContext) -> Result<Self, ModuleError> {
+        let live = Self::instantiate(&prepared, &ctx)?;
+        Ok(Instance { prepared, ctx, live: Some(live) })
+    }
+
+    fn instantiate(prepared: &Prepared, ctx: &InstanceContext) -> Result<Live, ModuleError> {
+        let module = ctx.label.to_string();
+        let state = ModuleState::new(
+            ctx.label.clone(),
+            prepared.grants.clone(),
+            ctx.state.clone(),
+            ctx.clock.clone(),
+            ctx.limits.memory_bytes,
+        );
+        let mut store = Store::new(prepared.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        // A fresh store's deadline is 0: set it before instantiating or the start traps.
+        store.set_epoch_deadline(ticks(ctx.limits.init_timeout));
+        let rule = prepared
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| fault(&module, "instantiate", ctx.limits.init_timeout, store.data_mut(), e))?;
+        match rule.call_init(&mut store, &ctx.config_json) {
+            Ok(Ok(())) => Ok(Live { store, rule }),
+            Ok(Err(reason)) => Err(ModuleError::InitRejected { module, reason }),
+            Err(e) => Err(fault(&module, "init", ctx.limits.init_timeout, store.data_mut(), e)),
+        }
+    }
+
+    /// The module's content hash.
+    pub fn hash(&self) -> &str {
+        &self.prepared.hash
+    }
+
+    /// `profile/module`.
+    pub fn label(&self) -> &str {
+        &self.ctx.label
+    }
+
+    /// Run `process` on `msg`.
+    pub fn process(&mut self, msg: &Message) -> Result<Outcome, ModuleError> {
+        self.call("process", |rule, store| rule.call_process(store, msg))
+    }
+
+    /// Run `tick` at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) -> Result<Effects, ModuleError> {
+        self.call("tick", |rule, store| rule.call_tick(store, now_ms))
+    }
+
+    fn call<T>(
+        &mut self,
+        what: &'static str,
+        f: impl FnOnce(&Rule, &mut Store<ModuleState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, ModuleError> {
+        let live = match &mut self.live {
+            Some(live) => live,
+            // The last recycle failed: try again now rather than never.
+            None => self.live.insert(Self::instantiate(&self.prepared, &self.ctx)?),
+        };
+        live.store.set_epoch_deadline(ticks(self.ctx.limits.call_timeout));
+        live.store.data_mut().last_guest_error = None;
+        match f(&live.rule, &mut live.store) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(reason)) => Err(ModuleError::Rejected { module: self.ctx.label.to_string(), reason }),
+            Err(e) => {
+                let error = fault(&self.ctx.label, what, self.ctx.limits.call_timeout, live.store.data_mut(), e);
+                self.recycle();
+                Err(error)
+            }
+        }
+    }
+
+    /// Replace a trapped (poisoned) instance with a fresh one. Its lasting
+    /// state is in kv, so nothing is lost.
+    fn recycle(&mut self) {
+        self.live = match Self::instantiate(&self.prepared, &self.ctx) {
+            Ok(live) => Some(live),
+            Err(e) => {
+                tracing::error!(module = self.label(), "cannot restart the module after a fault: {e}");
+                None
+            }
+        };
+    }
+}
+
+/// Epoch ticks for `timeout`, rounded up, plus one for the tick in progress.
+fn ticks(timeout: Duration) -> u64 {
+    timeout.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+/// Turn a wasmtime error from a call into what happened, in words.
+fn fault(module: &str, call: &'static str, timeout: Duration, state: &mut ModuleState, e: wasmtime::Error) -> ModuleError {
+    let module = module.to_string();
+    if std::mem::take(&mut state.limiter.exceeded) {
+        return ModuleError::MemoryLimit { module, call, limit_mib: state.limiter.max_bytes >> 20 };
+    }
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return ModuleError::Timeout { module, call, limit_ms: timeout.as_millis() as u64 };
+    }
+    let mut reason = format!("{e:#}");
+    if let Some(guest) = state.last_guest_error.take() {
+        reason = format!("{guest} ({reason})");
+    }
+    ModuleError::Trap { module, call, reason }
+}

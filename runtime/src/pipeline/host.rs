@@ -1,0 +1,182 @@
+//! What a module instance's store holds, and the host side of each
+//! capability interface. Every call checks the module's grants again, even
+//! though the loader already refused components importing ungranted
+//! interfaces.
+
+use super::bindings::edgeward::policy::{clock, kv, log, sealer, signer, types};
+use super::capability::Grants;
+use crate::clock::Clock;
+use crate::state::StateStore;
+use std::sync::Arc;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, bail};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Longest log line a module may write; the rest is cut, so a module cannot
+/// flood the journal with one call.
+const MAX_LOG_LINE: usize = 2048;
+/// Longest kv key, in bytes.
+const MAX_KV_KEY: usize = 256;
+/// Largest kv value, in bytes: kv is for rule state, not for payloads.
+const MAX_KV_VALUE: usize = 64 * 1024;
+
+/// The data of one module instance's `Store`.
+pub struct ModuleState {
+    /// `profile/module`, used in logs and as the kv namespace.
+    pub(crate) label: Arc<str>,
+    grants: Arc<Grants>,
+    state: StateStore,
+    clock: Clock,
+    pub(crate) limiter: MemoryCap,
+    /// The last error-level line the guest logged during the current call:
+    /// the SDK logs a panic's message there just before the trap.
+    pub(crate) last_guest_error: Option<String>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl ModuleState {
+    pub fn new(label: Arc<str>, grants: Arc<Grants>, state: StateStore, clock: Clock, memory_limit: usize) -> Self {
+        ModuleState {
+            label,
+            grants,
+            state,
+            clock,
+            limiter: MemoryCap { max_bytes: memory_limit, exceeded: false },
+            last_guest_error: None,
+            // Grants nothing: no preopened files, no sockets, no environment, no stdio.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        }
+    }
+
+    fn denied(&self, capability: &str) -> wasmtime::Error {
+        wasmtime::format_err!("module `{}` called a host function without the capability `{capability}`", self.label)
+    }
+}
+
+/// The memory cap of one instance. Growing past it traps, and `exceeded`
+/// records why, so the error is reported as a memory limit rather than as
+/// whatever instruction happened to fail.
+pub struct MemoryCap {
+    pub max_bytes: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            bail!("memory limit of {} MiB reached (wanted {} bytes)", self.max_bytes >> 20, desired);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl WasiView for ModuleState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for ModuleState {}
+
+impl log::Host for ModuleState {
+    fn log(&mut self, level: log::Level, msg: String) -> wasmtime::Result<()> {
+        let mut msg = msg;
+        if msg.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+            msg.push_str(" [cut]");
+        }
+        let module = &*self.label;
+        match level {
+            log::Level::Trace => tracing::trace!(module, "{msg}"),
+            log::Level::Debug => tracing::debug!(module, "{msg}"),
+            log::Level::Info => tracing::info!(module, "{msg}"),
+            log::Level::Warn => tracing::warn!(module, "{msg}"),
+            log::Level::Error => {
+                tracing::error!(module, "{msg}");
+                self.last_guest_error = Some(msg);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clock::Host for ModuleState {
+    fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.clock.now_ms())
+    }
+}
+
+impl kv::Host for ModuleState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        if !self.grants.kv() {
+            return Err(self.denied("kv"));
+        }
+        Ok(self.state.kv_get(&self.label, &key)?)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        if !self.grants.kv() {
+            return Err(self.denied("kv"));
+        }
+        if key.len() > MAX_KV_KEY || value.len() > MAX_KV_VALUE {
+            bail!(
+                "module `{}`: kv entry too large (key {} bytes, value {} bytes; limits {MAX_KV_KEY} and {MAX_KV_VALUE})",
+                self.label,
+                key.len(),
+                value.len()
+            );
+        }
+        Ok(self.state.kv_set(&self.label, &key, &value)?)
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        if !self.grants.kv() {
+            return Err(self.denied("kv"));
+        }
+        Ok(self.state.kv_delete(&self.label, &key)?)
+    }
+}
+
+impl signer::Host for ModuleState {
+    fn describe(&mut self, key: String) -> wasmtime::Result<Result<signer::KeyInfo, String>> {
+        if !self.grants.sign(&key) {
+            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
+        }
+        Ok(Err(format!("no signing key `{key}` is configured")))
+    }
+
+    fn sign(&mut self, key: String, _tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        if !self.grants.sign(&key) {
+            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
+        }
+        Ok(Err(format!("no signing key `{key}` is configured")))
+    }
+}
+
+impl sealer::Host for ModuleState {
+    fn seal(
+        &mut self,
+        recipients: String,
+        _aad: Vec<u8>,
+        _plaintext: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        if !self.grants.seal(&recipients) {
+            return Ok(Err(format!(
+                "capability `seal:{recipients}` is not granted to module `{}`",
+                self.label
+            )));
+        }
+        Ok(Err(format!("no recipient set `{recipients}` is configured")))
+    }
+}

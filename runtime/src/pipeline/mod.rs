@@ -1,0 +1,162 @@
+//! The policy pipeline: a profile's rule modules, each a sandboxed
+//! WebAssembly component instance, called in order for every message.
+//!
+//! Semantics (the contract rule authors rely on, also in the WIT):
+//! - each module gets the message the previous one forwarded;
+//! - `drop` ends the chain, with its reason;
+//! - alarms and commands from every module that ran are delivered, whatever
+//!   the verdict;
+//! - a module's error, trap, timeout or memory overrun follows the profile's
+//!   `on-error`: `drop` ends the chain, `pass` skips the module and passes the
+//!   message on unchanged. Either way it is counted and logged with module
+//!   and sensor, the instance is replaced if it trapped, and nothing else stops.
+
+pub mod bindings;
+mod capability;
+mod engine;
+mod host;
+
+pub use bindings::{Effects, Message};
+pub use capability::{Capability, Grants};
+pub use engine::{EPOCH_TICK, Engine, Instance, InstanceContext, Limits, Prepared};
+
+use crate::config::OnError;
+use bindings::Verdict;
+
+/// Why a module could not be loaded, or what went wrong in a call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModuleError {
+    #[error("wasm engine: {0}")]
+    Engine(String),
+    #[error("module `{module}`: cannot read {path}: {reason}")]
+    Read { module: String, path: String, reason: String },
+    #[error("module `{module}` is not a valid WebAssembly component: {reason}")]
+    Compile { module: String, reason: String },
+    #[error(
+        "module `{module}` imports `{import}` but is not granted it: add {capability} to `capabilities` in [module.{module}]"
+    )]
+    NotGranted { module: String, import: String, capability: &'static str },
+    #[error(
+        "module `{module}` was built against `{import}` (version {found}); this gateway provides {}@{}",
+        bindings::WIT_PACKAGE,
+        bindings::WIT_VERSION
+    )]
+    WitVersion { module: String, import: String, found: String },
+    #[error("module `{module}` imports `{import}`, which this gateway does not provide")]
+    UnknownImport { module: String, import: String },
+    #[error("module `{module}` cannot be linked: {reason}")]
+    Link { module: String, reason: String },
+    #[error("module `{module}` does not export the rule interface: {reason}")]
+    Exports { module: String, reason: String },
+    #[error("module `{module}` refused its configuration: {reason}")]
+    InitRejected { module: String, reason: String },
+    #[error("module `{module}` returned an error: {reason}")]
+    Rejected { module: String, reason: String },
+    #[error("module `{module}` trapped in `{call}`: {reason}")]
+    Trap { module: String, call: &'static str, reason: String },
+    #[error("module `{module}` exceeded its time limit of {limit_ms} ms in `{call}` and was stopped")]
+    Timeout { module: String, call: &'static str, limit_ms: u64 },
+    #[error("module `{module}` exceeded its memory limit of {limit_mib} MiB in `{call}` and was stopped")]
+    MemoryLimit { module: String, call: &'static str, limit_mib: usize },
+}
+
+impl ModuleError {
+    /// A short label for counters and drop reasons.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ModuleError::Rejected { .. } => "module-error",
+            ModuleError::Trap { .. } => "module-trap",
+            ModuleError::Timeout { .. } => "module-timeout",
+            ModuleError::MemoryLimit { .. } => "module-memory",
+            _ => "module-unavailable",
+        }
+    }
+}
+
+/// A profile's running pipeline.
+pub struct Pipeline {
+    profile: String,
+    on_error: OnError,
+    stages: Vec<Instance>,
+}
+
+/// What became of one message.
+#[derive(Debug)]
+pub enum Fate {
+    /// It passed every module; this is what goes upstream.
+    Forwarded(Message),
+    /// A module dropped it (or failed under `on-error = "drop"`).
+    Dropped { module: String, reason: String },
+}
+
+/// The result of running one message through a pipeline.
+#[derive(Debug)]
+pub struct Processed {
+    pub fate: Fate,
+    /// Alarms and commands from every module that ran.
+    pub effects: Effects,
+    /// Modules that failed on this message (already logged).
+    pub faults: Vec<ModuleError>,
+}
+
+impl Pipeline {
+    /// A pipeline of started instances, in order.
+    pub fn new(profile: String, on_error: OnError, stages: Vec<Instance>) -> Self {
+        Pipeline { profile, on_error, stages }
+    }
+
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+
+    /// `(profile/module, content hash)` of each module, in order.
+    pub fn modules(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.stages.iter().map(|s| (s.label(), s.hash()))
+    }
+
+    /// Run `msg` through every module.
+    pub fn process(&mut self, mut msg: Message) -> Processed {
+        let mut effects = Effects::none();
+        let mut faults = Vec::new();
+        for stage in &mut self.stages {
+            match stage.process(&msg) {
+                Ok(outcome) => {
+                    effects.extend(outcome.effects);
+                    match outcome.verdict {
+                        Verdict::Forward(next) => msg = next,
+                        Verdict::Drop(reason) => {
+                            let module = stage.label().to_string();
+                            return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(sensor = %msg.reading.sensor, on_error = ?self.on_error, "{error}");
+                    let reason = error.kind().to_string();
+                    faults.push(error);
+                    if self.on_error == OnError::Drop {
+                        let module = stage.label().to_string();
+                        return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
+                    }
+                }
+            }
+        }
+        Processed { fate: Fate::Forwarded(msg), effects, faults }
+    }
+
+    /// Let every module act on the passage of time.
+    pub fn tick(&mut self, now_ms: u64) -> (Effects, Vec<ModuleError>) {
+        let mut effects = Effects::none();
+        let mut faults = Vec::new();
+        for stage in &mut self.stages {
+            match stage.tick(now_ms) {
+                Ok(more) => effects.extend(more),
+                Err(error) => {
+                    tracing::warn!("{error}");
+                    faults.push(error);
+                }
+            }
+        }
+        (effects, faults)
+    }
+}

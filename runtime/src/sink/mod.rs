@@ -1,0 +1,190 @@
+//! Sinks: where the pipeline's output goes. Three kinds of record leave the
+//! pipelines: uplink messages (what a profile forwarded), alarms and actuator
+//! commands. Each kind has its own sink, configured in `[uplink]`, `[alarm]`
+//! and `[actuator]`, running as its own task behind a channel, so a slow sink
+//! never holds up a pipeline and new sink types slot in behind [`Sink`].
+
+mod jsonl;
+
+pub use jsonl::{FileSink, NullSink, StdoutSink};
+
+use crate::clock::format_rfc3339_ms;
+use crate::config::{Loaded, SinkConfig};
+use crate::pipeline::bindings::{Alarm, Command, Message};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How many records may wait for a sink before pipelines wait for it.
+const SINK_QUEUE: usize = 1024;
+
+/// One piece of output.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// A message a profile forwarded, for the uplink.
+    Uplink { id: String, topic: String, profile: String, message: Message },
+    /// A local alarm.
+    Alarm { profile: String, at_ms: u64, alarm: Alarm },
+    /// A command for a local actuator.
+    Command { profile: String, at_ms: u64, command: Command },
+}
+
+impl Record {
+    /// The record as one JSON object (the JSON-lines format).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Record::Uplink { id, topic, profile, message } => {
+                let r = &message.reading;
+                json!({
+                    "kind": "uplink",
+                    "id": id,
+                    "topic": topic,
+                    "profile": profile,
+                    "sensor": r.sensor,
+                    "address": r.address,
+                    "received": format_rfc3339_ms(r.received_ms),
+                    "seq": r.seq,
+                    "rssi": r.rssi,
+                    "authenticity": r.authenticity.as_str(),
+                    "measurements": r.measurements.iter()
+                        .map(|m| json!({"name": m.name, "unit": m.unit, "value": m.value}))
+                        .collect::<Vec<_>>(),
+                    "content_type": message.envelope.content_type,
+                    "body": base64::engine::general_purpose::STANDARD.encode(&message.envelope.body),
+                })
+            }
+            Record::Alarm { profile, at_ms, alarm } => json!({
+                "kind": "alarm",
+                "profile": profile,
+                "at": format_rfc3339_ms(*at_ms),
+                "sensor": alarm.sensor,
+                "code": alarm.code,
+                "severity": alarm.severity.as_str(),
+                "state": alarm.state.as_str(),
+                "text": alarm.text,
+            }),
+            Record::Command { profile, at_ms, command } => json!({
+                "kind": "command",
+                "profile": profile,
+                "at": format_rfc3339_ms(*at_ms),
+                "actuator": command.actuator,
+                "payload": command.payload,
+            }),
+        }
+    }
+
+    /// The record as one short line for a person.
+    pub fn to_text(&self) -> String {
+        match self {
+            Record::Uplink { topic, message, .. } => {
+                let r = &message.reading;
+                let values: Vec<String> = r
+                    .measurements
+                    .iter()
+                    .map(|m| format!("{}={}{}{}", m.name, m.value, if m.unit.is_empty() { "" } else { " " }, m.unit))
+                    .collect();
+                format!(
+                    "{} uplink  {topic}  {}  [{}, {} B]",
+                    format_rfc3339_ms(r.received_ms),
+                    values.join("  "),
+                    message.envelope.content_type,
+                    message.envelope.body.len()
+                )
+            }
+            Record::Alarm { at_ms, alarm, .. } => format!(
+                "{} ALARM   {} {} {}/{}: {}",
+                format_rfc3339_ms(*at_ms),
+                alarm.state.as_str(),
+                alarm.severity.as_str(),
+                alarm.sensor,
+                alarm.code,
+                alarm.text
+            ),
+            Record::Command { at_ms, command, .. } => format!(
+                "{} command {} {}",
+                format_rfc3339_ms(*at_ms),
+                command.actuator,
+                command.payload
+            ),
+        }
+    }
+}
+
+/// Why a sink could not take a record.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{sink}: {source}")]
+    Io {
+        sink: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A destination for records of one kind.
+pub trait Sink: Send + 'static {
+    /// Deliver one record.
+    fn write(&mut self, record: &Record) -> Result<(), SinkError>;
+    /// Make everything written so far durable or visible.
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// Build the sink a config section describes.
+pub fn from_config(config: &SinkConfig, loaded: &Loaded, kind: &str) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match config {
+        SinkConfig::Stdout { format } => Box::new(StdoutSink::new(*format)),
+        SinkConfig::File { path } => Box::new(FileSink::open(&loaded.resolve(path), kind)?),
+        SinkConfig::None {} => Box::new(NullSink),
+    })
+}
+
+/// The senders of the three sinks; dropping them lets the sinks drain and stop.
+#[derive(Clone)]
+pub struct SinkSet {
+    pub uplink: mpsc::Sender<Record>,
+    pub alarm: mpsc::Sender<Record>,
+    pub actuator: mpsc::Sender<Record>,
+}
+
+impl SinkSet {
+    /// Start the three sinks; the handles end when every sender is dropped
+    /// and the queues are drained.
+    pub fn start(uplink: Box<dyn Sink>, alarm: Box<dyn Sink>, actuator: Box<dyn Sink>) -> (Self, Vec<JoinHandle<()>>) {
+        let (uplink, a) = spawn("uplink", uplink);
+        let (alarm, b) = spawn("alarm", alarm);
+        let (actuator, c) = spawn("actuator", actuator);
+        (SinkSet { uplink, alarm, actuator }, vec![a, b, c])
+    }
+
+    /// The sender for `record`'s kind.
+    pub fn route(&self, record: &Record) -> &mpsc::Sender<Record> {
+        match record {
+            Record::Uplink { .. } => &self.uplink,
+            Record::Alarm { .. } => &self.alarm,
+            Record::Command { .. } => &self.actuator,
+        }
+    }
+}
+
+fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Record>, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Record>(SINK_QUEUE);
+    let handle = tokio::task::spawn_blocking(move || {
+        while let Some(record) = rx.blocking_recv() {
+            if let Err(e) = sink.write(&record) {
+                tracing::error!(sink = kind, "record lost: {e}");
+            }
+            if rx.is_empty()
+                && let Err(e) = sink.flush()
+            {
+                tracing::error!(sink = kind, "{e}");
+            }
+        }
+        if let Err(e) = sink.flush() {
+            tracing::error!(sink = kind, "{e}");
+        }
+    });
+    (tx, handle)
+}

@@ -1,0 +1,148 @@
+//! Building everything a configuration describes, off the message path:
+//! compile and check each module once, start one instance per module per
+//! profile (running its `init`), and index the sensors by address.
+//! `edgeward check` runs exactly this, so what it accepts, `run` accepts.
+
+use crate::clock::Clock;
+use crate::config::{Loaded, OnError, SensorFormat, SourceKind, parse_mac};
+use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
+use crate::state::StateStore;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a topology could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    #[error(transparent)]
+    Sink(#[from] crate::sink::SinkError),
+}
+
+/// A configured sensor, found by its address.
+#[derive(Debug, Clone)]
+pub struct SensorEntry {
+    pub name: String,
+    /// The address as configured, `AA:BB:CC:DD:EE:FF`.
+    pub address: String,
+    pub format: SensorFormat,
+    pub source: SourceKind,
+    pub profile: String,
+}
+
+/// A profile's pipeline with its settings.
+pub struct ProfileRuntime {
+    pub pipeline: Pipeline,
+    pub tick_interval: Duration,
+    pub topic: String,
+}
+
+/// What a loaded module is, for `check` and `status`.
+#[derive(Debug, Clone)]
+pub struct ModuleSummary {
+    pub name: String,
+    pub source: String,
+    pub hash: String,
+    pub size: usize,
+}
+
+/// Everything built from one configuration, ready to run.
+pub struct Built {
+    pub sensors: HashMap<[u8; 6], SensorEntry>,
+    pub profiles: BTreeMap<String, ProfileRuntime>,
+    pub modules: Vec<ModuleSummary>,
+}
+
+/// Build the pipelines and sensor table of `loaded`. Module state lives in
+/// `state`; time comes from `clock`.
+pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock) -> Result<Built, BuildError> {
+    let config = &loaded.config;
+
+    let mut prepared: BTreeMap<&str, (Arc<Prepared>, Arc<str>)> = BTreeMap::new();
+    let mut modules = Vec::new();
+    for (name, module) in &config.modules {
+        let (bytes, source) = module_bytes(loaded, name, module.wasm.get_ref())?;
+        let grants = Grants::parse(module.capabilities.iter().map(|c| c.get_ref().as_str()))
+            .map_err(|reason| ModuleError::Link { module: name.clone(), reason })?;
+        let ready = engine.prepare(name, &bytes, grants)?;
+        let config_json = serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
+        modules.push(ModuleSummary { name: name.clone(), source, hash: ready.hash.clone(), size: bytes.len() });
+        prepared.insert(name, (Arc::new(ready), config_json.into()));
+    }
+
+    let sandbox = &config.sandbox;
+    let mut profiles = BTreeMap::new();
+    for (profile_name, profile) in &config.profiles {
+        let mut stages = Vec::with_capacity(profile.modules.len());
+        for module_name in &profile.modules {
+            let module_name = module_name.get_ref();
+            let module = &config.modules[module_name];
+            let (ready, config_json) = &prepared[module_name.as_str()];
+            let limits = Limits {
+                call_timeout: Duration::from_millis(module.call_timeout_ms.unwrap_or(sandbox.call_timeout_ms)),
+                init_timeout: Duration::from_millis(sandbox.init_timeout_ms),
+                memory_bytes: (module.memory_limit_mib.unwrap_or(sandbox.memory_limit_mib) as usize) << 20,
+            };
+            let ctx = InstanceContext {
+                label: format!("{profile_name}/{module_name}").into(),
+                config_json: config_json.clone(),
+                limits,
+                state: state.clone(),
+                clock: clock.clone(),
+            };
+            stages.push(Instance::start(ready.clone(), ctx)?);
+        }
+        let on_error: OnError = profile.on_error;
+        profiles.insert(
+            profile_name.clone(),
+            ProfileRuntime {
+                pipeline: Pipeline::new(profile_name.clone(), on_error, stages),
+                tick_interval: Duration::from_secs_f64(profile.tick_interval_s),
+                topic: profile.topic.replace("{gateway}", &config.gateway.id).replace("{profile}", profile_name),
+            },
+        );
+    }
+
+    let sensors = config
+        .sensors
+        .iter()
+        .map(|s| {
+            let mac = parse_mac(s.address.get_ref()).expect("validated by the config loader");
+            let entry = SensorEntry {
+                name: s.name.clone(),
+                address: s.address.get_ref().to_uppercase(),
+                format: s.format,
+                source: s.source,
+                profile: s.profile.get_ref().clone(),
+            };
+            (mac, entry)
+        })
+        .collect();
+
+    Ok(Built { sensors, profiles, modules })
+}
+
+/// The component bytes of a module, and where they came from.
+fn module_bytes(loaded: &Loaded, name: &str, wasm: &str) -> Result<(Vec<u8>, String), ModuleError> {
+    if let Some(builtin) = wasm.strip_prefix("builtin:") {
+        let bytes = crate::builtin::module(builtin).ok_or_else(|| ModuleError::Read {
+            module: name.to_string(),
+            path: wasm.to_string(),
+            reason: "no such built-in module".into(),
+        })?;
+        return Ok((bytes.to_vec(), wasm.to_string()));
+    }
+    let path = loaded.resolve(Path::new(wasm));
+    let bytes = std::fs::read(&path).map_err(|e| ModuleError::Read {
+        module: name.to_string(),
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((bytes, path.display().to_string()))
+}
