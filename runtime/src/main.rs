@@ -16,7 +16,11 @@ use std::process::ExitCode;
 const EXIT_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "edgeward", version, about = "A BLE gateway whose per-message policy runs in sandboxed WebAssembly rules")]
+#[command(
+    name = "edgeward",
+    version,
+    about = "A BLE gateway whose per-message policy runs in sandboxed WebAssembly rules"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,13 +31,23 @@ enum Command {
     /// Run the gateway until stopped (or until a finite simulation ends).
     Run {
         /// The configuration file.
-        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        #[arg(
+            short,
+            long,
+            env = "EDGEWARD_CONFIG",
+            default_value = "/etc/edgeward/edgeward.toml"
+        )]
         config: PathBuf,
     },
     /// Validate a configuration as `run` would, loading and initialising every module.
     Check {
         /// The configuration file.
-        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        #[arg(
+            short,
+            long,
+            env = "EDGEWARD_CONFIG",
+            default_value = "/etc/edgeward/edgeward.toml"
+        )]
         config: PathBuf,
         /// Print the result as JSON.
         #[arg(long)]
@@ -112,7 +126,13 @@ fn check(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
             built.modules.len()
         );
         for m in &built.modules {
-            println!("  module {:<12} {}  sha256:{}  {} bytes", m.name, m.source, &m.hash[..16], m.size);
+            println!(
+                "  module {:<12} {}  sha256:{}  {} bytes",
+                m.name,
+                m.source,
+                &m.hash[..16],
+                m.size
+            );
         }
     }
     Ok(())

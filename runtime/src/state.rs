@@ -39,10 +39,15 @@ struct Inner {
 impl StateStore {
     /// Open (or create) `DIR/state.db`, creating `DIR` private to this user.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        create_private_dir(dir)
-            .map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
+        create_private_dir(dir).map_err(|source| StateError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join("state.db");
-        let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
+        let sqlite = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(sqlite)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -56,7 +61,12 @@ impl StateStore {
              ) WITHOUT ROWID;",
         )
         .map_err(sqlite)?;
-        Ok(StateStore { inner: Arc::new(Inner { path, conn: Mutex::new(conn) }) })
+        Ok(StateStore {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
     }
 
     /// Where the database lives.
@@ -65,19 +75,28 @@ impl StateStore {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite { path: self.inner.path.clone(), source }
+        StateError::Sqlite {
+            path: self.inner.path.clone(),
+            source,
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent.
-        self.inner.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The value of `key` in `namespace`.
     pub fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         self.conn()
             .prepare_cached("SELECT value FROM module_kv WHERE namespace = ?1 AND key = ?2")
-            .and_then(|mut stmt| stmt.query_row(params![namespace, key], |row| row.get(0)).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![namespace, key], |row| row.get(0))
+                    .optional()
+            })
             .map_err(|e| self.sqlite(e))
     }
 
@@ -107,7 +126,10 @@ impl StateStore {
 /// later, keys.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 #[cfg(test)]
@@ -124,8 +146,14 @@ mod tests {
         store.kv_set("home/heating", "k", b"other").unwrap();
         drop(store);
         let store = StateStore::open(dir.path()).unwrap();
-        assert_eq!(store.kv_get("home/alarm", "k").unwrap().as_deref(), Some(&b"two"[..]));
-        assert_eq!(store.kv_get("home/heating", "k").unwrap().as_deref(), Some(&b"other"[..]));
+        assert_eq!(
+            store.kv_get("home/alarm", "k").unwrap().as_deref(),
+            Some(&b"two"[..])
+        );
+        assert_eq!(
+            store.kv_get("home/heating", "k").unwrap().as_deref(),
+            Some(&b"other"[..])
+        );
         store.kv_delete("home/alarm", "k").unwrap();
         assert_eq!(store.kv_get("home/alarm", "k").unwrap(), None);
     }

@@ -29,7 +29,11 @@ impl Reading {
 impl Measurement {
     /// A measurement of `name` in `unit`.
     pub fn new(name: impl Into<String>, unit: impl Into<String>, value: f64) -> Self {
-        Measurement { name: name.into(), unit: unit.into(), value }
+        Measurement {
+            name: name.into(),
+            unit: unit.into(),
+            value,
+        }
     }
 }
 
@@ -38,7 +42,10 @@ impl Message {
     pub fn from_reading(reading: Reading) -> Self {
         Message {
             reading,
-            envelope: Envelope { content_type: String::new(), body: Vec::new() },
+            envelope: Envelope {
+                content_type: String::new(),
+                body: Vec::new(),
+            },
         }
     }
 }
@@ -46,7 +53,11 @@ impl Message {
 impl Reading {
     /// A reading of `sensor` received at `received_ms` with the given
     /// measurements and nothing else known; handy in tests.
-    pub fn new(sensor: impl Into<String>, received_ms: u64, measurements: Vec<Measurement>) -> Self {
+    pub fn new(
+        sensor: impl Into<String>,
+        received_ms: u64,
+        measurements: Vec<Measurement>,
+    ) -> Self {
         Reading {
             sensor: sensor.into(),
             address: String::new(),
@@ -63,7 +74,10 @@ impl Reading {
 impl Effects {
     /// No alarms, no commands.
     pub fn none() -> Self {
-        Effects { alarms: Vec::new(), commands: Vec::new() }
+        Effects {
+            alarms: Vec::new(),
+            commands: Vec::new(),
+        }
     }
 
     /// True when there is neither an alarm nor a command.
@@ -81,12 +95,18 @@ impl Default for Effects {
 impl Outcome {
     /// Pass `msg` on to the next rule.
     pub fn forward(msg: Message) -> Self {
-        Outcome { verdict: Verdict::Forward(msg), effects: Effects::none() }
+        Outcome {
+            verdict: Verdict::Forward(msg),
+            effects: Effects::none(),
+        }
     }
 
     /// End the message here, for `reason` (counted by the gateway).
     pub fn drop(reason: impl Into<String>) -> Self {
-        Outcome { verdict: Verdict::Drop(reason.into()), effects: Effects::none() }
+        Outcome {
+            verdict: Verdict::Drop(reason.into()),
+            effects: Effects::none(),
+        }
     }
 
     /// Add effects (alarms and commands) to this outcome.
@@ -133,13 +153,19 @@ impl Alarm {
         severity: Severity,
         text: impl Into<String>,
     ) -> Self {
-        Alarm { state: AlarmState::Cleared, ..Alarm::raised(sensor, code, severity, text) }
+        Alarm {
+            state: AlarmState::Cleared,
+            ..Alarm::raised(sensor, code, severity, text)
+        }
     }
 }
 
 impl Command {
     /// A command for `actuator` with a `payload` (usually JSON).
     pub fn new(actuator: impl Into<String>, payload: impl Into<String>) -> Self {
-        Command { actuator: actuator.into(), payload: payload.into() }
+        Command {
+            actuator: actuator.into(),
+            payload: payload.into(),
+        }
     }
 }

@@ -23,7 +23,11 @@ pub struct Loaded {
 impl Loaded {
     /// `path` as written in the config, resolved against the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     /// The state directory, resolved.
@@ -69,8 +73,10 @@ impl fmt::Display for Located {
 
 /// Read, parse and validate the configuration at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, path, &base_dir)
 }
@@ -83,8 +89,11 @@ pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Conf
         let span = e.span().unwrap_or(0..0);
         source.error(span, e.message().to_string())
     })?;
-    let loaded =
-        Loaded { config, path: path.to_path_buf(), base_dir: base_dir.to_path_buf() };
+    let loaded = Loaded {
+        config,
+        path: path.to_path_buf(),
+        base_dir: base_dir.to_path_buf(),
+    };
     validate(&loaded, &source)?;
     Ok(loaded)
 }
@@ -124,7 +133,8 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let key = line.split_once('=').map(|(k, _)| k.trim().to_string());
     let header = text[..line_start].lines().rev().find_map(|l| {
         let l = l.trim();
-        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        l.starts_with('[')
+            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     });
     match (header, key) {
         (Some(h), Some(k)) if !k.starts_with('[') => Some(format!("{h}.{k}")),
@@ -144,7 +154,10 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
     let mut names = BTreeSet::new();
     for sensor in &config.sensors {
         if !names.insert(sensor.name.as_str()) {
-            return Err(src.at(&sensor.address, format!("duplicate sensor name `{}`", sensor.name)));
+            return Err(src.at(
+                &sensor.address,
+                format!("duplicate sensor name `{}`", sensor.name),
+            ));
         }
         if parse_mac(sensor.address.get_ref()).is_none() {
             return Err(src.at(
@@ -170,15 +183,21 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
         if sensor.source == SourceKind::Sim && sensor.sim.is_none() {
             return Err(src.at(
                 &sensor.address,
-                format!("sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`", sensor.name),
+                format!(
+                    "sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`",
+                    sensor.name
+                ),
             ));
         }
         if let Some(sim) = &sensor.sim
-            && !(sim.interval_s > 0.0)
+            && !positive(sim.interval_s)
         {
             return Err(src.at(
                 &sensor.address,
-                format!("sensor `{}`: sim.interval-s must be greater than 0", sensor.name),
+                format!(
+                    "sensor `{}`: sim.interval-s must be greater than 0",
+                    sensor.name
+                ),
             ));
         }
     }
@@ -196,8 +215,10 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 ));
             }
         }
-        if !(profile.tick_interval_s > 0.0) {
-            return Err(first_line(format!("profile `{name}`: tick-interval-s must be greater than 0")));
+        if !positive(profile.tick_interval_s) {
+            return Err(first_line(format!(
+                "profile `{name}`: tick-interval-s must be greater than 0"
+            )));
         }
     }
 
@@ -220,7 +241,10 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 if !path.is_file() {
                     return Err(src.at(
                         &module.wasm,
-                        format!("module `{name}`: module file {} does not exist", path.display()),
+                        format!(
+                            "module `{name}`: module file {} does not exist",
+                            path.display()
+                        ),
                     ));
                 }
             }
@@ -234,7 +258,9 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
 
     let sim = &config.sim;
     if !(sim.speed >= 0.0 && sim.speed.is_finite()) {
-        return Err(first_line("`sim.speed` must be 0 (as fast as possible) or positive".into()));
+        return Err(first_line(
+            "`sim.speed` must be 0 (as fast as possible) or positive".into(),
+        ));
     }
     if let Some(start) = &sim.start
         && crate::clock::parse_rfc3339_ms(start).is_none()
@@ -246,9 +272,18 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A finite number above zero (false for NaN).
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
 fn list<'a>(names: impl IntoIterator<Item = &'a (impl AsRef<str> + ?Sized + 'a)>) -> String {
     let names: Vec<&str> = names.into_iter().map(AsRef::as_ref).collect();
-    if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// Parse `AA:BB:CC:DD:EE:FF` into its six bytes, most significant first.
@@ -294,7 +329,9 @@ capabilities = ["kv"]
     }
 
     fn error_of(text: &str) -> String {
-        load_text(text).expect_err("the configuration should be refused").to_string()
+        load_text(text)
+            .expect_err("the configuration should be refused")
+            .to_string()
     }
 
     /// A complete small configuration loads and resolves paths against its folder.
@@ -318,7 +355,7 @@ capabilities = ["kv"]
         let text = GOOD.replace("capabilities = [\"kv\"]", "capabilites = [\"kv\"]");
         let err = error_of(&text);
         assert!(err.contains("unknown field `capabilites`"), "{err}");
-        assert!(err.starts_with("edgeward.toml:17:"), "{err}");
+        assert!(err.starts_with("edgeward.toml:18:"), "{err}");
     }
 
     /// A value of the wrong type names the dotted key and line.
@@ -327,16 +364,22 @@ capabilities = ["kv"]
         let text = format!("{GOOD}\n[sandbox]\ncall-timeout-ms = \"soon\"\n");
         let err = error_of(&text);
         assert!(err.contains("`sandbox.call-timeout-ms`"), "{err}");
-        assert!(err.contains(":22:"), "{err}");
+        assert!(err.contains("edgeward.toml:21:"), "{err}");
     }
 
     /// A profile naming an undefined module is refused at that module's place.
     #[test]
     fn undefined_module_is_refused() {
-        let text = GOOD.replace("modules = [\"thermostat\"]", "modules = [\"thermostat\", \"nope\"]");
+        let text = GOOD.replace(
+            "modules = [\"thermostat\"]",
+            "modules = [\"thermostat\", \"nope\"]",
+        );
         let err = error_of(&text);
-        assert!(err.contains("lists module `nope`, which is not defined"), "{err}");
-        assert!(err.starts_with("edgeward.toml:13:"), "{err}");
+        assert!(
+            err.contains("lists module `nope`, which is not defined"),
+            "{err}"
+        );
+        assert!(err.starts_with("edgeward.toml:14:"), "{err}");
     }
 
     /// A missing module file is refused with its resolved path.
@@ -344,7 +387,10 @@ capabilities = ["kv"]
     fn missing_module_file_is_refused() {
         let text = GOOD.replace("builtin:heating", "rules/missing.wasm");
         let err = error_of(&text);
-        assert!(err.contains("/etc/edgeward/rules/missing.wasm does not exist"), "{err}");
+        assert!(
+            err.contains("/etc/edgeward/rules/missing.wasm does not exist"),
+            "{err}"
+        );
     }
 
     /// A malformed capability is refused.
@@ -360,13 +406,19 @@ capabilities = ["kv"]
         let err = error_of(&GOOD.replace("A4:C1:38:00:00:01", "A4:C1:38"));
         assert!(err.contains("not a Bluetooth address"), "{err}");
         let err = error_of(&GOOD.replace("profile = \"home\"", "profile = \"office\""));
-        assert!(err.contains("profile `office`, which is not defined"), "{err}");
+        assert!(
+            err.contains("profile `office`, which is not defined"),
+            "{err}"
+        );
     }
 
     /// MAC parsing accepts exactly six hex pairs.
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("a4:C1:38:00:00:FF"), Some([0xa4, 0xc1, 0x38, 0, 0, 0xff]));
+        assert_eq!(
+            parse_mac("a4:C1:38:00:00:FF"),
+            Some([0xa4, 0xc1, 0x38, 0, 0, 0xff])
+        );
         assert_eq!(parse_mac("a4:C1:38:00:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:FF:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:GG"), None);

@@ -276,7 +276,9 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     fn stdout() -> Self {
-        SinkConfig::Stdout { format: OutputFormat::default() }
+        SinkConfig::Stdout {
+            format: OutputFormat::default(),
+        }
     }
 }
 

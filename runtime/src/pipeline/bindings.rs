@@ -6,10 +6,11 @@ wasmtime::component::bindgen!({
     path: "../sdk/wit",
     // Host functions may refuse (a capability used without its grant) by trapping.
     imports: { default: trappable },
+    additional_derives: [PartialEq],
 });
 
 // `Message`, `Outcome` and `Effects` are already at this level (the world `use`s them).
-pub use edgeward::policy::types::{
+pub use self::edgeward::policy::types::{
     Alarm, AlarmState, Authenticity, Command, Envelope, Measurement, Reading, Severity, Verdict,
 };
 
@@ -21,7 +22,10 @@ pub const WIT_VERSION: &str = "0.1.0";
 impl Effects {
     /// No alarms, no commands.
     pub fn none() -> Self {
-        Effects { alarms: Vec::new(), commands: Vec::new() }
+        Effects {
+            alarms: Vec::new(),
+            commands: Vec::new(),
+        }
     }
 
     /// Append another module's effects.

@@ -75,12 +75,22 @@ impl Engine {
             })
             .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        Ok(Engine { engine, linker, cache_dir, stop_ticker })
+        Ok(Engine {
+            engine,
+            linker,
+            cache_dir,
+            stop_ticker,
+        })
     }
 
     /// Compile `wasm` (or load it from the cache), check its imports against
     /// `grants` and pre-link it. `name` labels errors.
-    pub fn prepare(&self, name: &str, wasm: &[u8], grants: Grants) -> Result<Prepared, ModuleError> {
+    pub fn prepare(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        grants: Grants,
+    ) -> Result<Prepared, ModuleError> {
         let hash = hex::encode(Sha256::digest(wasm));
         let component = self.compile(name, wasm, &hash)?;
 
@@ -93,25 +103,39 @@ impl Engine {
             let module = name.to_string();
             let import = import.to_string();
             return Err(match refusal {
-                ImportRefusal::NotGranted { capability } => {
-                    ModuleError::NotGranted { module, import, capability }
-                }
-                ImportRefusal::Version { found } => ModuleError::WitVersion { module, import, found },
+                ImportRefusal::NotGranted { capability } => ModuleError::NotGranted {
+                    module,
+                    import,
+                    capability,
+                },
+                ImportRefusal::Version { found } => ModuleError::WitVersion {
+                    module,
+                    import,
+                    found,
+                },
                 ImportRefusal::Unknown => ModuleError::UnknownImport { module, import },
             });
         }
 
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| ModuleError::Link {
-            module: name.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| ModuleError::Link {
+                    module: name.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
         let pre = RulePre::new(instance_pre).map_err(|e| ModuleError::Exports {
             module: name.to_string(),
             reason: format!(
                 "{e:#} (a rule exports `init`, `process` and `tick` of {WIT_PACKAGE}@{WIT_VERSION}; build it with edgeward-sdk)"
             ),
         })?;
-        Ok(Prepared { name: name.to_string(), hash, pre, grants: Arc::new(grants) })
+        Ok(Prepared {
+            name: name.to_string(),
+            hash,
+            pre,
+            grants: Arc::new(grants),
+        })
     }
 
     /// The compiled form of `wasm`, from the cache when it holds one made by
@@ -125,22 +149,32 @@ impl Engine {
             return Component::new(&self.engine, wasm).map_err(not_component);
         };
         let mut engine_hash = std::hash::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
         let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash.finish()));
         if path.is_file() {
             // SAFETY: the cache lives in the gateway's private state directory
             // and only this engine configuration writes files with this name.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(module = name, path = %path.display(), "ignoring unusable compiled-module cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(module = name, path = %path.display(), "ignoring unusable compiled-module cache entry: {e:#}")
+                }
             }
         }
         let started = Instant::now();
         let component = Component::new(&self.engine, wasm).map_err(not_component)?;
-        tracing::debug!(module = name, ms = started.elapsed().as_millis() as u64, "compiled");
-        if let Err(e) = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
-            write_atomically(dir, &path, &bytes).map_err(|e| e.to_string())
-        }) {
+        tracing::debug!(
+            module = name,
+            ms = started.elapsed().as_millis() as u64,
+            "compiled"
+        );
+        if let Err(e) = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| write_atomically(dir, &path, &bytes).map_err(|e| e.to_string()))
+        {
             tracing::warn!(module = name, path = %path.display(), "cannot cache the compiled module: {e}");
         }
         Ok(component)
@@ -202,7 +236,11 @@ impl Instance {
     /// Instantiate `prepared` and run its `init`.
     pub fn start(prepared: Arc<Prepared>, ctx: InstanceContext) -> Result<Self, ModuleError> {
         let live = Self::instantiate(&prepared, &ctx)?;
-        Ok(Instance { prepared, ctx, live: Some(live) })
+        Ok(Instance {
+            prepared,
+            ctx,
+            live: Some(live),
+        })
     }
 
     fn instantiate(prepared: &Prepared, ctx: &InstanceContext) -> Result<Live, ModuleError> {
@@ -218,14 +256,25 @@ impl Instance {
         store.limiter(|state| &mut state.limiter);
         // A fresh store's deadline is 0: set it before instantiating or the start traps.
         store.set_epoch_deadline(ticks(ctx.limits.init_timeout));
-        let rule = prepared
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| fault(&module, "instantiate", ctx.limits.init_timeout, store.data_mut(), e))?;
+        let rule = prepared.pre.instantiate(&mut store).map_err(|e| {
+            fault(
+                &module,
+                "instantiate",
+                ctx.limits.init_timeout,
+                store.data_mut(),
+                e,
+            )
+        })?;
         match rule.call_init(&mut store, &ctx.config_json) {
             Ok(Ok(())) => Ok(Live { store, rule }),
             Ok(Err(reason)) => Err(ModuleError::InitRejected { module, reason }),
-            Err(e) => Err(fault(&module, "init", ctx.limits.init_timeout, store.data_mut(), e)),
+            Err(e) => Err(fault(
+                &module,
+                "init",
+                ctx.limits.init_timeout,
+                store.data_mut(),
+                e,
+            )),
         }
     }
 
@@ -257,15 +306,27 @@ impl Instance {
         let live = match &mut self.live {
             Some(live) => live,
             // The last recycle failed: try again now rather than never.
-            None => self.live.insert(Self::instantiate(&self.prepared, &self.ctx)?),
+            None => self
+                .live
+                .insert(Self::instantiate(&self.prepared, &self.ctx)?),
         };
-        live.store.set_epoch_deadline(ticks(self.ctx.limits.call_timeout));
+        live.store
+            .set_epoch_deadline(ticks(self.ctx.limits.call_timeout));
         live.store.data_mut().last_guest_error = None;
         match f(&live.rule, &mut live.store) {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(reason)) => Err(ModuleError::Rejected { module: self.ctx.label.to_string(), reason }),
+            Ok(Err(reason)) => Err(ModuleError::Rejected {
+                module: self.ctx.label.to_string(),
+                reason,
+            }),
             Err(e) => {
-                let error = fault(&self.ctx.label, what, self.ctx.limits.call_timeout, live.store.data_mut(), e);
+                let error = fault(
+                    &self.ctx.label,
+                    what,
+                    self.ctx.limits.call_timeout,
+                    live.store.data_mut(),
+                    e,
+                );
                 self.recycle();
                 Err(error)
             }
@@ -278,7 +339,10 @@ impl Instance {
         self.live = match Self::instantiate(&self.prepared, &self.ctx) {
             Ok(live) => Some(live),
             Err(e) => {
-                tracing::error!(module = self.label(), "cannot restart the module after a fault: {e}");
+                tracing::error!(
+                    module = self.label(),
+                    "cannot restart the module after a fault: {e}"
+                );
                 None
             }
         };
@@ -291,17 +355,35 @@ fn ticks(timeout: Duration) -> u64 {
 }
 
 /// Turn a wasmtime error from a call into what happened, in words.
-fn fault(module: &str, call: &'static str, timeout: Duration, state: &mut ModuleState, e: wasmtime::Error) -> ModuleError {
+fn fault(
+    module: &str,
+    call: &'static str,
+    timeout: Duration,
+    state: &mut ModuleState,
+    e: wasmtime::Error,
+) -> ModuleError {
     let module = module.to_string();
     if std::mem::take(&mut state.limiter.exceeded) {
-        return ModuleError::MemoryLimit { module, call, limit_mib: state.limiter.max_bytes >> 20 };
+        return ModuleError::MemoryLimit {
+            module,
+            call,
+            limit_mib: state.limiter.max_bytes >> 20,
+        };
     }
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-        return ModuleError::Timeout { module, call, limit_ms: timeout.as_millis() as u64 };
+        return ModuleError::Timeout {
+            module,
+            call,
+            limit_ms: timeout.as_millis() as u64,
+        };
     }
     let mut reason = format!("{e:#}");
     if let Some(guest) = state.last_guest_error.take() {
         reason = format!("{guest} ({reason})");
     }
-    ModuleError::Trap { module, call, reason }
+    ModuleError::Trap {
+        module,
+        call,
+        reason,
+    }
 }

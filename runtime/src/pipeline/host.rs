@@ -36,13 +36,22 @@ pub struct ModuleState {
 }
 
 impl ModuleState {
-    pub fn new(label: Arc<str>, grants: Arc<Grants>, state: StateStore, clock: Clock, memory_limit: usize) -> Self {
+    pub fn new(
+        label: Arc<str>,
+        grants: Arc<Grants>,
+        state: StateStore,
+        clock: Clock,
+        memory_limit: usize,
+    ) -> Self {
         ModuleState {
             label,
             grants,
             state,
             clock,
-            limiter: MemoryCap { max_bytes: memory_limit, exceeded: false },
+            limiter: MemoryCap {
+                max_bytes: memory_limit,
+                exceeded: false,
+            },
             last_guest_error: None,
             // Grants nothing: no preopened files, no sockets, no environment, no stdio.
             wasi: WasiCtx::builder().build(),
@@ -51,7 +60,10 @@ impl ModuleState {
     }
 
     fn denied(&self, capability: &str) -> wasmtime::Error {
-        wasmtime::format_err!("module `{}` called a host function without the capability `{capability}`", self.label)
+        wasmtime::format_err!(
+            "module `{}` called a host function without the capability `{capability}`",
+            self.label
+        )
     }
 }
 
@@ -64,22 +76,39 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.exceeded = true;
-            bail!("memory limit of {} MiB reached (wanted {} bytes)", self.max_bytes >> 20, desired);
+            bail!(
+                "memory limit of {} MiB reached (wanted {} bytes)",
+                self.max_bytes >> 20,
+                desired
+            );
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
 
 impl WasiView for ModuleState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -151,14 +180,20 @@ impl kv::Host for ModuleState {
 impl signer::Host for ModuleState {
     fn describe(&mut self, key: String) -> wasmtime::Result<Result<signer::KeyInfo, String>> {
         if !self.grants.sign(&key) {
-            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
+            return Ok(Err(format!(
+                "capability `sign:{key}` is not granted to module `{}`",
+                self.label
+            )));
         }
         Ok(Err(format!("no signing key `{key}` is configured")))
     }
 
     fn sign(&mut self, key: String, _tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
         if !self.grants.sign(&key) {
-            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
+            return Ok(Err(format!(
+                "capability `sign:{key}` is not granted to module `{}`",
+                self.label
+            )));
         }
         Ok(Err(format!("no signing key `{key}` is configured")))
     }
@@ -177,6 +212,8 @@ impl sealer::Host for ModuleState {
                 self.label
             )));
         }
-        Ok(Err(format!("no recipient set `{recipients}` is configured")))
+        Ok(Err(format!(
+            "no recipient set `{recipients}` is configured"
+        )))
     }
 }

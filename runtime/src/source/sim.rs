@@ -49,7 +49,13 @@ impl Series {
         });
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ name_hash);
         let battery = rng.random_range(70.0..100.0);
-        Series { sensor, rng, packet_id: 0, battery, fever: None }
+        Series {
+            sensor,
+            rng,
+            packet_id: 0,
+            battery,
+            fever: None,
+        }
     }
 
     /// Gaussian-ish noise from the sum of uniforms: cheap and bounded.
@@ -92,7 +98,10 @@ impl Series {
                     Some((_, peak)) => peak + self.noise(0.1),
                     None => base + self.noise(0.08),
                 };
-                vec![(BATTERY, self.battery.round()), (TEMPERATURE, round(temperature, 2))]
+                vec![
+                    (BATTERY, self.battery.round()),
+                    (TEMPERATURE, round(temperature, 2)),
+                ]
             }
         }
     }
@@ -106,7 +115,10 @@ impl Series {
             address: self.sensor.address,
             rssi: Some(-60 + self.noise(6.0) as i16),
             received_ms: now_ms,
-            payload: Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data },
+            payload: Payload::ServiceData {
+                uuid16: bthome::SERVICE_UUID16,
+                data,
+            },
         }
     }
 }
@@ -160,13 +172,26 @@ mod tests {
     use super::*;
 
     fn sensor(model: SimModel) -> SimSensor {
-        SimSensor { name: "s".into(), address: [1, 2, 3, 4, 5, 6], model, interval_ms: 60_000 }
+        SimSensor {
+            name: "s".into(),
+            address: [1, 2, 3, 4, 5, 6],
+            model,
+            interval_ms: 60_000,
+        }
     }
 
     async fn collect(model: SimModel, seed: u64, hours: u64) -> Vec<Frame> {
         let (tx, mut rx) = mpsc::channel(100_000);
         let clock = Clock::manual(0);
-        run(vec![sensor(model)], seed, clock, 0, Some(hours * 3_600_000), tx).await;
+        run(
+            vec![sensor(model)],
+            seed,
+            clock,
+            0,
+            Some(hours * 3_600_000),
+            tx,
+        )
+        .await;
         let mut frames = Vec::new();
         while let Ok(f) = rx.try_recv() {
             frames.push(f);
@@ -180,7 +205,12 @@ mod tests {
             .map(|f| {
                 let Payload::ServiceData { data, .. } = &f.payload;
                 let packet = bthome::decode(data, None, None).unwrap();
-                packet.values.iter().find(|v| v.name == "temperature").unwrap().value
+                packet
+                    .values
+                    .iter()
+                    .find(|v| v.name == "temperature")
+                    .unwrap()
+                    .value
             })
             .collect()
     }
@@ -200,7 +230,9 @@ mod tests {
     #[tokio::test]
     async fn room_follows_a_daily_curve() {
         let t = temperatures(&collect(SimModel::Room, 1, 24).await);
-        let (min, max) = t.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let (min, max) = t
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         assert!(min < 17.8 && max > 21.2, "min {min} max {max}");
     }
 
@@ -211,6 +243,10 @@ mod tests {
         let fever = t.iter().filter(|v| **v > 38.0).count();
         let normal = t.iter().filter(|v| (36.0..37.5).contains(*v)).count();
         assert!(fever > 0, "no fever in 3 days");
-        assert!(normal > t.len() / 2, "mostly normal: {normal} of {}", t.len());
+        assert!(
+            normal > t.len() / 2,
+            "mostly normal: {normal} of {}",
+            t.len()
+        );
     }
 }

@@ -5,7 +5,9 @@
 
 use crate::clock::Clock;
 use crate::config::{Loaded, OnError, SensorFormat, SourceKind, parse_mac};
-use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
+use crate::pipeline::{
+    Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared,
+};
 use crate::state::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -61,7 +63,12 @@ pub struct Built {
 
 /// Build the pipelines and sensor table of `loaded`. Module state lives in
 /// `state`; time comes from `clock`.
-pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock) -> Result<Built, BuildError> {
+pub fn build(
+    loaded: &Loaded,
+    engine: &Engine,
+    state: &StateStore,
+    clock: &Clock,
+) -> Result<Built, BuildError> {
     let config = &loaded.config;
 
     let mut prepared: BTreeMap<&str, (Arc<Prepared>, Arc<str>)> = BTreeMap::new();
@@ -69,10 +76,19 @@ pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock
     for (name, module) in &config.modules {
         let (bytes, source) = module_bytes(loaded, name, module.wasm.get_ref())?;
         let grants = Grants::parse(module.capabilities.iter().map(|c| c.get_ref().as_str()))
-            .map_err(|reason| ModuleError::Link { module: name.clone(), reason })?;
+            .map_err(|reason| ModuleError::Link {
+                module: name.clone(),
+                reason,
+            })?;
         let ready = engine.prepare(name, &bytes, grants)?;
-        let config_json = serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
-        modules.push(ModuleSummary { name: name.clone(), source, hash: ready.hash.clone(), size: bytes.len() });
+        let config_json =
+            serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
+        modules.push(ModuleSummary {
+            name: name.clone(),
+            source,
+            hash: ready.hash.clone(),
+            size: bytes.len(),
+        });
         prepared.insert(name, (Arc::new(ready), config_json.into()));
     }
 
@@ -85,9 +101,13 @@ pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock
             let module = &config.modules[module_name];
             let (ready, config_json) = &prepared[module_name.as_str()];
             let limits = Limits {
-                call_timeout: Duration::from_millis(module.call_timeout_ms.unwrap_or(sandbox.call_timeout_ms)),
+                call_timeout: Duration::from_millis(
+                    module.call_timeout_ms.unwrap_or(sandbox.call_timeout_ms),
+                ),
                 init_timeout: Duration::from_millis(sandbox.init_timeout_ms),
-                memory_bytes: (module.memory_limit_mib.unwrap_or(sandbox.memory_limit_mib) as usize) << 20,
+                memory_bytes: (module.memory_limit_mib.unwrap_or(sandbox.memory_limit_mib)
+                    as usize)
+                    << 20,
             };
             let ctx = InstanceContext {
                 label: format!("{profile_name}/{module_name}").into(),
@@ -104,7 +124,10 @@ pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock
             ProfileRuntime {
                 pipeline: Pipeline::new(profile_name.clone(), on_error, stages),
                 tick_interval: Duration::from_secs_f64(profile.tick_interval_s),
-                topic: profile.topic.replace("{gateway}", &config.gateway.id).replace("{profile}", profile_name),
+                topic: profile
+                    .topic
+                    .replace("{gateway}", &config.gateway.id)
+                    .replace("{profile}", profile_name),
             },
         );
     }
@@ -125,7 +148,11 @@ pub fn build(loaded: &Loaded, engine: &Engine, state: &StateStore, clock: &Clock
         })
         .collect();
 
-    Ok(Built { sensors, profiles, modules })
+    Ok(Built {
+        sensors,
+        profiles,
+        modules,
+    })
 }
 
 /// The component bytes of a module, and where they came from.

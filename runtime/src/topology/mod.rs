@@ -31,10 +31,14 @@ const FRAME_QUEUE: usize = 4096;
 pub fn clock_for(loaded: &Loaded) -> Clock {
     let config = &loaded.config;
     let simulating = config.sensors.iter().any(|s| s.source == SourceKind::Sim);
-    let start = config.sim.start.as_deref().and_then(crate::clock::parse_rfc3339_ms);
+    let start = config
+        .sim
+        .start
+        .as_deref()
+        .and_then(crate::clock::parse_rfc3339_ms);
     match (simulating, config.sim.speed) {
         (false, _) => Clock::real(),
-        (true, speed) if speed == 0.0 => Clock::manual(start.unwrap_or_else(wall_ms)),
+        (true, 0.0) => Clock::manual(start.unwrap_or_else(wall_ms)),
         (true, speed) if speed == 1.0 && start.is_none() => Clock::real(),
         (true, speed) => Clock::scaled(start.unwrap_or_else(wall_ms), speed),
     }
@@ -42,7 +46,10 @@ pub fn clock_for(loaded: &Loaded) -> Clock {
 
 /// Run the gateway described by `loaded` until its sources end (a finite
 /// simulation) or `shutdown` completes. Returns the final counters.
-pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<Arc<Counters>, BuildError> {
+pub async fn run(
+    loaded: Loaded,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Arc<Counters>, BuildError> {
     let config = &loaded.config;
     let clock = clock_for(&loaded);
     let state_dir = loaded.state_dir();
@@ -63,7 +70,13 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     for (profile, runtime) in built.profiles {
         let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
         routes.insert(profile, tx);
-        pipelines.spawn(run_pipeline(runtime, rx, sinks.clone(), clock.clone(), counters.clone()));
+        pipelines.spawn(run_pipeline(
+            runtime,
+            rx,
+            sinks.clone(),
+            clock.clone(),
+            counters.clone(),
+        ));
     }
     drop(sinks);
 
@@ -87,9 +100,20 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     if !simulated.is_empty() {
         let start = clock.now_ms();
         let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
-        sources.spawn(sim::run(simulated, config.sim.seed, clock.clone(), start, end, frames_tx.clone()));
+        sources.spawn(sim::run(
+            simulated,
+            config.sim.seed,
+            clock.clone(),
+            start,
+            end,
+            frames_tx.clone(),
+        ));
     }
-    for sensor in config.sensors.iter().filter(|s| s.source == SourceKind::Ble) {
+    for sensor in config
+        .sensors
+        .iter()
+        .filter(|s| s.source == SourceKind::Ble)
+    {
         tracing::warn!(sensor = %sensor.name, "this build has no BLE source yet; the sensor gets no readings");
     }
     drop(frames_tx);
@@ -101,11 +125,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         profiles = routes.len(),
         "started"
     );
-    let router = tokio::spawn(route(frames_rx, built.sensors, routes, config.gateway.id.clone(), counters.clone()));
+    let router = tokio::spawn(route(
+        frames_rx,
+        built.sensors,
+        routes,
+        config.gateway.id.clone(),
+        counters.clone(),
+    ));
 
-    let sources_done = async {
-        while sources.join_next().await.is_some() {}
-    };
+    let sources_done = async { while sources.join_next().await.is_some() {} };
     tokio::select! {
         _ = sources_done => tracing::info!("all sources finished; draining"),
         _ = shutdown => {
@@ -120,7 +148,11 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     for task in sink_tasks {
         let _ = task.await;
     }
-    let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let summary: Vec<String> = counters
+        .snapshot()
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     tracing::info!("stopped: {}", summary.join(" "));
     Ok(counters)
 }
@@ -140,7 +172,11 @@ async fn route(
             Counters::add(&counters.unknown_sender, 1);
             continue;
         };
-        let sensor_ref = SensorRef { name: &sensor.name, address: &sensor.address, format: sensor.format };
+        let sensor_ref = SensorRef {
+            name: &sensor.name,
+            address: &sensor.address,
+            format: sensor.format,
+        };
         let message = match decode_frame(&frame, &sensor_ref) {
             Ok(message) => message,
             Err(e) => {
@@ -166,11 +202,18 @@ impl MessageIds {
     fn new(gateway: &str) -> Self {
         // Distinguishes restarts without persisting a counter.
         let boot = (wall_ms() ^ (u64::from(std::process::id()) << 40)) & 0xffff_ffff_ffff;
-        MessageIds { prefix: format!("{gateway}-{boot:012x}"), next: AtomicU64::new(1) }
+        MessageIds {
+            prefix: format!("{gateway}-{boot:012x}"),
+            next: AtomicU64::new(1),
+        }
     }
 
     fn next(&self) -> String {
-        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 
@@ -230,13 +273,33 @@ async fn sleep_for(wait: Option<std::time::Duration>) {
     }
 }
 
-async fn deliver_effects(sinks: &SinkSet, profile: &str, at_ms: u64, effects: Effects, counters: &Counters) {
+async fn deliver_effects(
+    sinks: &SinkSet,
+    profile: &str,
+    at_ms: u64,
+    effects: Effects,
+    counters: &Counters,
+) {
     Counters::add(&counters.alarms, effects.alarms.len() as u64);
     Counters::add(&counters.commands, effects.commands.len() as u64);
     for alarm in effects.alarms {
-        let _ = sinks.alarm.send(Record::Alarm { profile: profile.to_string(), at_ms, alarm }).await;
+        let _ = sinks
+            .alarm
+            .send(Record::Alarm {
+                profile: profile.to_string(),
+                at_ms,
+                alarm,
+            })
+            .await;
     }
     for command in effects.commands {
-        let _ = sinks.actuator.send(Record::Command { profile: profile.to_string(), at_ms, command }).await;
+        let _ = sinks
+            .actuator
+            .send(Record::Command {
+                profile: profile.to_string(),
+                at_ms,
+                command,
+            })
+            .await;
     }
 }

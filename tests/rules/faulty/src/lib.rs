@@ -47,7 +47,7 @@ impl Faulty {
             return Ok(());
         }
         self.calls += 1;
-        if self.calls % self.config.every != 0 {
+        if !self.calls.is_multiple_of(self.config.every) {
             return Ok(());
         }
         misbehave(self.config.fault)
