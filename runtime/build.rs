@@ -18,10 +18,8 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
-    let mut packages: Vec<(String, String)> = BUILTIN
-        .iter()
-        .map(|name| (format!("edgeward-module-{name}"), format!("builtin-{name}")))
-        .collect();
+    let mut packages: Vec<(String, String)> =
+        BUILTIN.iter().map(|name| (format!("edgeward-module-{name}"), format!("builtin-{name}"))).collect();
     for dir in subdirs(&root.join("tests/rules")) {
         packages.push((format!("edgeward-test-rule-{dir}"), format!("test-{dir}")));
     }
@@ -34,30 +32,16 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args([
-            "build",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "guest",
-            "--target-dir",
-        ])
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "guest", "--target-dir"])
         .arg(&target_dir);
     for (package, _) in &packages {
         cmd.args(["-p", package]);
     }
     // The outer build's flags (coverage, sanitizers) are not for the guests.
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "RUSTC_WORKSPACE_WRAPPER",
-    ] {
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "RUSTC_WORKSPACE_WRAPPER"] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .expect("running cargo to build the guest modules");
+    let status = cmd.status().expect("running cargo to build the guest modules");
     if !status.success() {
         panic!(
             "building the WebAssembly modules failed; if the error mentions a missing target, run `rustup target add wasm32-wasip2`"

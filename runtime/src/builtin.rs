@@ -3,22 +3,13 @@
 
 /// (name, component bytes) of every built-in module.
 const MODULES: &[(&str, &[u8])] = &[
-    (
-        "alarm",
-        include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-alarm.wasm")),
-    ),
-    (
-        "heating",
-        include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-heating.wasm")),
-    ),
+    ("alarm", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-alarm.wasm"))),
+    ("heating", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-heating.wasm"))),
 ];
 
 /// The component of the built-in module `name`.
 pub fn module(name: &str) -> Option<&'static [u8]> {
-    MODULES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, bytes)| *bytes)
+    MODULES.iter().find(|(n, _)| *n == name).map(|(_, bytes)| *bytes)
 }
 
 /// The names of all built-in modules.

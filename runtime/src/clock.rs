@@ -15,11 +15,7 @@ enum Mode {
     /// Wall-clock time.
     Real,
     /// `start_ms` at `origin`, then `speed` simulated ms per real ms.
-    Scaled {
-        start_ms: u64,
-        origin: Instant,
-        speed: f64,
-    },
+    Scaled { start_ms: u64, origin: Instant, speed: f64 },
     /// Moved only by [`Clock::advance_to`]: the simulator at full speed.
     Manual(AtomicU64),
 }
@@ -32,11 +28,7 @@ impl Clock {
 
     /// A clock that starts at `start_ms` and runs `speed` times faster than real time.
     pub fn scaled(start_ms: u64, speed: f64) -> Self {
-        Clock(Arc::new(Mode::Scaled {
-            start_ms,
-            origin: Instant::now(),
-            speed,
-        }))
+        Clock(Arc::new(Mode::Scaled { start_ms, origin: Instant::now(), speed }))
     }
 
     /// A clock that only moves when told to.
@@ -48,12 +40,21 @@ impl Clock {
     pub fn now_ms(&self) -> u64 {
         match &*self.0 {
             Mode::Real => wall_ms(),
-            Mode::Scaled {
-                start_ms,
-                origin,
-                speed,
-            } => start_ms + (origin.elapsed().as_secs_f64() * 1000.0 * speed) as u64,
+            Mode::Scaled { start_ms, origin, speed } => {
+                start_ms + (origin.elapsed().as_secs_f64() * 1000.0 * speed) as u64
+            }
             Mode::Manual(now) => now.load(Ordering::Acquire),
+        }
+    }
+
+    /// A clock for one consumer of events: a manual clock gets its own copy
+    /// (starting now), which that consumer advances with the events it
+    /// handles, so a queue behind the producer never sees time run ahead of
+    /// its messages. Other clocks are shared.
+    pub fn fork(&self) -> Clock {
+        match &*self.0 {
+            Mode::Manual(now) => Clock::manual(now.load(Ordering::Acquire)),
+            _ => self.clone(),
         }
     }
 
@@ -78,9 +79,7 @@ impl Clock {
 
 /// The system's wall clock in ms since the Unix epoch.
 pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Parse an RFC 3339 UTC time (`2026-01-15T06:00:00Z`) to ms since the Unix epoch.

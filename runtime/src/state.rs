@@ -39,15 +39,10 @@ struct Inner {
 impl StateStore {
     /// Open (or create) `DIR/state.db`, creating `DIR` private to this user.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        create_private_dir(dir).map_err(|source| StateError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        create_private_dir(dir)
+            .map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
         let path = dir.join("state.db");
-        let sqlite = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
         let conn = Connection::open(&path).map_err(sqlite)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -61,12 +56,7 @@ impl StateStore {
              ) WITHOUT ROWID;",
         )
         .map_err(sqlite)?;
-        Ok(StateStore {
-            inner: Arc::new(Inner {
-                path,
-                conn: Mutex::new(conn),
-            }),
-        })
+        Ok(StateStore { inner: Arc::new(Inner { path, conn: Mutex::new(conn) }) })
     }
 
     /// Where the database lives.
@@ -75,50 +65,47 @@ impl StateStore {
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.inner.path.clone(),
-            source,
-        }
+        StateError::Sqlite { path: self.inner.path.clone(), source }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent.
-        self.inner
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The value of `key` in `namespace`.
     pub fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, StateError> {
         self.conn()
             .prepare_cached("SELECT value FROM module_kv WHERE namespace = ?1 AND key = ?2")
-            .and_then(|mut stmt| {
-                stmt.query_row(params![namespace, key], |row| row.get(0))
-                    .optional()
-            })
+            .and_then(|mut stmt| stmt.query_row(params![namespace, key], |row| row.get(0)).optional())
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Set `key` in `namespace` to `value`.
-    pub fn kv_set(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), StateError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO module_kv (namespace, key, value) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
-            )
-            .and_then(|mut stmt| stmt.execute(params![namespace, key, value]))
-            .map(drop)
-            .map_err(|e| self.sqlite(e))
-    }
-
-    /// Remove `key` from `namespace`.
-    pub fn kv_delete(&self, namespace: &str, key: &str) -> Result<(), StateError> {
-        self.conn()
-            .prepare_cached("DELETE FROM module_kv WHERE namespace = ?1 AND key = ?2")
-            .and_then(|mut stmt| stmt.execute(params![namespace, key]))
-            .map(drop)
-            .map_err(|e| self.sqlite(e))
+    /// Apply a batch of writes (`None` deletes) to `namespace` in one transaction.
+    pub fn kv_apply(
+        &self,
+        namespace: &str,
+        writes: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let apply = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            for (key, value) in writes {
+                match value {
+                    Some(value) => tx
+                        .prepare_cached(
+                            "INSERT INTO module_kv (namespace, key, value) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+                        )?
+                        .execute(params![namespace, key, value])?,
+                    None => tx
+                        .prepare_cached("DELETE FROM module_kv WHERE namespace = ?1 AND key = ?2")?
+                        .execute(params![namespace, key])?,
+                };
+            }
+            tx.commit()
+        };
+        apply(&mut conn).map_err(|e| self.sqlite(e))
     }
 }
 
@@ -126,10 +113,7 @@ impl StateStore {
 /// later, keys.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(test)]
@@ -141,20 +125,15 @@ mod tests {
     fn kv_persists_per_namespace() {
         let dir = tempfile::tempdir().unwrap();
         let store = StateStore::open(dir.path()).unwrap();
-        store.kv_set("home/alarm", "k", b"one").unwrap();
-        store.kv_set("home/alarm", "k", b"two").unwrap();
-        store.kv_set("home/heating", "k", b"other").unwrap();
+        let set = |ns: &str, v: &[u8]| store.kv_apply(ns, [("k".to_string(), Some(v.to_vec()))]).unwrap();
+        set("home/alarm", b"one");
+        set("home/alarm", b"two");
+        set("home/heating", b"other");
         drop(store);
         let store = StateStore::open(dir.path()).unwrap();
-        assert_eq!(
-            store.kv_get("home/alarm", "k").unwrap().as_deref(),
-            Some(&b"two"[..])
-        );
-        assert_eq!(
-            store.kv_get("home/heating", "k").unwrap().as_deref(),
-            Some(&b"other"[..])
-        );
-        store.kv_delete("home/alarm", "k").unwrap();
+        assert_eq!(store.kv_get("home/alarm", "k").unwrap().as_deref(), Some(&b"two"[..]));
+        assert_eq!(store.kv_get("home/heating", "k").unwrap().as_deref(), Some(&b"other"[..]));
+        store.kv_apply("home/alarm", [("k".to_string(), None)]).unwrap();
         assert_eq!(store.kv_get("home/alarm", "k").unwrap(), None);
     }
 

@@ -64,8 +64,8 @@ pub mod testing;
 
 pub use bindings::edgeward::policy::log::Level;
 pub use bindings::edgeward::policy::types::{
-    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome,
-    Reading, Severity, Verdict,
+    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
+    Severity, Verdict,
 };
 pub use host::{clock, kv, log};
 
@@ -105,9 +105,7 @@ macro_rules! export_rule {
         const _: () = {
             struct Export;
             impl $crate::bindings::Guest for Export {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::__private::init::<$rule>(&config)
                 }
                 fn process(
@@ -115,9 +113,7 @@ macro_rules! export_rule {
                 ) -> ::std::result::Result<$crate::Outcome, ::std::string::String> {
                     $crate::__private::process::<$rule>(msg)
                 }
-                fn tick(
-                    now_ms: u64,
-                ) -> ::std::result::Result<$crate::Effects, ::std::string::String> {
+                fn tick(now_ms: u64) -> ::std::result::Result<$crate::Effects, ::std::string::String> {
                     $crate::__private::tick::<$rule>(now_ms)
                 }
             }
@@ -146,14 +142,8 @@ pub mod __private {
 
     pub fn init<R: Rule>(config: &str) -> Result<(), String> {
         // A panic aborts the instance (a trap); say why in the gateway's log first.
-        std::panic::set_hook(Box::new(|info| {
-            log(Level::Error, &format!("panic: {info}"))
-        }));
-        let config = if config.trim().is_empty() {
-            "{}"
-        } else {
-            config
-        };
+        std::panic::set_hook(Box::new(|info| log(Level::Error, &format!("panic: {info}"))));
+        let config = if config.trim().is_empty() { "{}" } else { config };
         let config: R::Config =
             serde_json::from_str(config).map_err(|e| format!("invalid configuration: {e}"))?;
         let rule = R::new(config)?;
@@ -162,12 +152,10 @@ pub mod __private {
     }
 
     fn with_rule<R: Rule, T>(f: impl FnOnce(&mut R) -> Result<T, String>) -> Result<T, String> {
-        RULE.with_borrow_mut(
-            |slot| match slot.as_mut().and_then(|r| r.downcast_mut::<R>()) {
-                Some(rule) => f(rule),
-                None => Err("the rule was called before init".to_string()),
-            },
-        )
+        RULE.with_borrow_mut(|slot| match slot.as_mut().and_then(|r| r.downcast_mut::<R>()) {
+            Some(rule) => f(rule),
+            None => Err("the rule was called before init".to_string()),
+        })
     }
 
     pub fn process<R: Rule>(msg: Message) -> Result<Outcome, String> {

@@ -1,8 +1,8 @@
 //! Conveniences on the message types generated from the WIT.
 
 use crate::{
-    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome,
-    Reading, Severity, Verdict,
+    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
+    Severity, Verdict,
 };
 
 impl Reading {
@@ -19,45 +19,28 @@ impl Reading {
     /// The value of the first measurement called `name` in unit `unit`
     /// (SenML symbols such as `Cel`, `%RH`).
     pub fn value_in(&self, name: &str, unit: &str) -> Option<f64> {
-        self.measurements
-            .iter()
-            .find(|m| m.name == name && m.unit == unit)
-            .map(|m| m.value)
+        self.measurements.iter().find(|m| m.name == name && m.unit == unit).map(|m| m.value)
     }
 }
 
 impl Measurement {
     /// A measurement of `name` in `unit`.
     pub fn new(name: impl Into<String>, unit: impl Into<String>, value: f64) -> Self {
-        Measurement {
-            name: name.into(),
-            unit: unit.into(),
-            value,
-        }
+        Measurement { name: name.into(), unit: unit.into(), value }
     }
 }
 
 impl Message {
     /// A message for a reading, with an empty envelope; handy in tests.
     pub fn from_reading(reading: Reading) -> Self {
-        Message {
-            reading,
-            envelope: Envelope {
-                content_type: String::new(),
-                body: Vec::new(),
-            },
-        }
+        Message { reading, envelope: Envelope { content_type: String::new(), body: Vec::new() } }
     }
 }
 
 impl Reading {
     /// A reading of `sensor` received at `received_ms` with the given
     /// measurements and nothing else known; handy in tests.
-    pub fn new(
-        sensor: impl Into<String>,
-        received_ms: u64,
-        measurements: Vec<Measurement>,
-    ) -> Self {
+    pub fn new(sensor: impl Into<String>, received_ms: u64, measurements: Vec<Measurement>) -> Self {
         Reading {
             sensor: sensor.into(),
             address: String::new(),
@@ -74,10 +57,7 @@ impl Reading {
 impl Effects {
     /// No alarms, no commands.
     pub fn none() -> Self {
-        Effects {
-            alarms: Vec::new(),
-            commands: Vec::new(),
-        }
+        Effects { alarms: Vec::new(), commands: Vec::new() }
     }
 
     /// True when there is neither an alarm nor a command.
@@ -95,18 +75,12 @@ impl Default for Effects {
 impl Outcome {
     /// Pass `msg` on to the next rule.
     pub fn forward(msg: Message) -> Self {
-        Outcome {
-            verdict: Verdict::Forward(msg),
-            effects: Effects::none(),
-        }
+        Outcome { verdict: Verdict::Forward(msg), effects: Effects::none() }
     }
 
     /// End the message here, for `reason` (counted by the gateway).
     pub fn drop(reason: impl Into<String>) -> Self {
-        Outcome {
-            verdict: Verdict::Drop(reason.into()),
-            effects: Effects::none(),
-        }
+        Outcome { verdict: Verdict::Drop(reason.into()), effects: Effects::none() }
     }
 
     /// Add effects (alarms and commands) to this outcome.
@@ -153,19 +127,13 @@ impl Alarm {
         severity: Severity,
         text: impl Into<String>,
     ) -> Self {
-        Alarm {
-            state: AlarmState::Cleared,
-            ..Alarm::raised(sensor, code, severity, text)
-        }
+        Alarm { state: AlarmState::Cleared, ..Alarm::raised(sensor, code, severity, text) }
     }
 }
 
 impl Command {
     /// A command for `actuator` with a `payload` (usually JSON).
     pub fn new(actuator: impl Into<String>, payload: impl Into<String>) -> Self {
-        Command {
-            actuator: actuator.into(),
-            payload: payload.into(),
-        }
+        Command { actuator: actuator.into(), payload: payload.into() }
     }
 }

@@ -1,1 +1,10 @@
+//! Integration tests: the real gateway binary and the real wasmtime host,
+//! with the rule components built by runtime/build.rs (built-in modules and
+//! the misbehaving test rules under tests/rules/).
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_configs;
+mod daemon;
+mod sandbox;

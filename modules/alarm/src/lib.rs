@@ -201,13 +201,7 @@ struct Limit {
 impl Limit {
     fn new(direction: Direction, value: f64, hysteresis: f64, code: String) -> Self {
         let state_key = format!("{}:{code}", direction.word());
-        Limit {
-            direction,
-            value,
-            hysteresis,
-            code,
-            state_key,
-        }
+        Limit { direction, value, hysteresis, code, state_key }
     }
 
     /// Whether `v` is beyond the limit (the alarming side).
@@ -255,10 +249,7 @@ impl Threshold {
             }
         }
         if !(c.hysteresis.is_finite() && c.hysteresis >= 0.0) {
-            return Err(format!(
-                "{at}: `hysteresis` must be a number >= 0, not {}",
-                c.hysteresis
-            ));
+            return Err(format!("{at}: `hysteresis` must be a number >= 0, not {}", c.hysteresis));
         }
         if !(c.min_duration_s.is_finite() && c.min_duration_s >= 0.0) {
             return Err(format!(
@@ -271,9 +262,7 @@ impl Threshold {
                 return Err(format!("{at}: `code` must not be empty"));
             }
             if code == STALE_CODE {
-                return Err(format!(
-                    "{at}: the code `{STALE_CODE}` is reserved for the stale-sensor alarm"
-                ));
+                return Err(format!("{at}: the code `{STALE_CODE}` is reserved for the stale-sensor alarm"));
             }
         }
         let sensors = match c.sensors {
@@ -288,17 +277,11 @@ impl Threshold {
 
         let mut limits = Vec::with_capacity(2);
         if let Some(above) = c.above {
-            let code = c
-                .code
-                .clone()
-                .unwrap_or_else(|| format!("{}-high", c.measurement));
+            let code = c.code.clone().unwrap_or_else(|| format!("{}-high", c.measurement));
             limits.push(Limit::new(Direction::Above, above, c.hysteresis, code));
         }
         if let Some(below) = c.below {
-            let code = c
-                .code
-                .clone()
-                .unwrap_or_else(|| format!("{}-low", c.measurement));
+            let code = c.code.clone().unwrap_or_else(|| format!("{}-low", c.measurement));
             limits.push(Limit::new(Direction::Below, below, c.hysteresis, code));
         }
         match (c.above, c.below) {
@@ -307,9 +290,7 @@ impl Threshold {
             }
             (Some(above), Some(below)) if above <= below => {
                 // Then one value could be beyond both limits at once: surely a typo.
-                return Err(format!(
-                    "{at}: `above` ({above}) must be greater than `below` ({below})"
-                ));
+                return Err(format!("{at}: `above` ({above}) must be greater than `below` ({below})"));
             }
             (Some(above), Some(below)) if c.code.is_some() && above - c.hysteresis < below => {
                 // Both directions share the code; if their hysteresis bands
@@ -366,10 +347,7 @@ fn check_codes_distinct(thresholds: &[Threshold]) -> Result<(), String> {
             if !later.shares_sensors_with(earlier) {
                 continue;
             }
-            if let Some(limit) = later
-                .limits
-                .iter()
-                .find(|l| earlier.limits.iter().any(|e| e.code == l.code))
+            if let Some(limit) = later.limits.iter().find(|l| earlier.limits.iter().any(|e| e.code == l.code))
             {
                 return Err(format!(
                     "[[threshold]] #{} ({:?}) and #{} ({:?}) both raise the code `{}` \
@@ -436,9 +414,7 @@ fn state_key(sensor: &str) -> String {
 /// state that no longer decodes counts as normal rather than failing every
 /// message.
 fn cached<'c>(cache: &'c mut BTreeMap<String, SensorState>, sensor: &str) -> &'c mut SensorState {
-    cache
-        .entry(sensor.to_owned())
-        .or_insert_with(|| kv::get_json(&state_key(sensor)).unwrap_or_default())
+    cache.entry(sensor.to_owned()).or_insert_with(|| kv::get_json(&state_key(sensor)).unwrap_or_default())
 }
 
 /// Write `sensor`'s state after a transition (deleting it once all normal,
@@ -499,20 +475,12 @@ fn step(
 fn fmt_num(v: f64) -> String {
     let r = (v * 1000.0).round() / 1000.0;
     // `r + 0.0` turns -0 into 0.
-    if r.is_finite() {
-        format!("{}", r + 0.0)
-    } else {
-        format!("{v}")
-    }
+    if r.is_finite() { format!("{}", r + 0.0) } else { format!("{v}") }
 }
 
 /// A duration for an alarm text, e.g. `30 s` or `1.5 s`.
 fn fmt_secs(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
+    if ms.is_multiple_of(1000) { format!("{} s", ms / 1000) } else { format!("{:.1} s", ms as f64 / 1000.0) }
 }
 
 // ---------------------------------------------------------------------------
@@ -546,9 +514,7 @@ impl AlarmRule {
                 self.last_seen.insert(sensor.to_owned(), received_ms);
             }
         }
-        let known = self
-            .known
-            .get_or_insert_with(|| kv::get_json(KNOWN_SENSORS_KEY).unwrap_or_default());
+        let known = self.known.get_or_insert_with(|| kv::get_json(KNOWN_SENSORS_KEY).unwrap_or_default());
         if !known.contains(sensor) {
             known.insert(sensor.to_owned());
             kv::set_json(KNOWN_SENSORS_KEY, known);
@@ -564,9 +530,7 @@ impl Rule for AlarmRule {
             None => None,
             Some(s) if s.is_finite() && s > 0.0 => Some(secs_to_ms(s)),
             Some(s) => {
-                return Err(format!(
-                    "`stale-after-s` must be a number of seconds > 0, not {s}"
-                ));
+                return Err(format!("`stale-after-s` must be a number of seconds > 0, not {s}"));
             }
         };
         let thresholds = config
@@ -577,9 +541,7 @@ impl Rule for AlarmRule {
             .collect::<Result<Vec<_>, _>>()?;
         check_codes_distinct(&thresholds)?;
         if thresholds.is_empty() && stale_after_ms.is_none() {
-            edgeward_sdk::warn!(
-                "no [[threshold]] and no stale-after-s: this rule will never alarm"
-            );
+            edgeward_sdk::warn!("no [[threshold]] and no stale-after-s: this rule will never alarm");
         }
         Ok(AlarmRule {
             thresholds,
@@ -615,20 +577,10 @@ impl Rule for AlarmRule {
 
         for t in self.thresholds.iter().filter(|t| t.applies_to(sensor)) {
             let Some(m) = t.find(reading) else { continue };
-            let unit = if m.unit.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", m.unit)
-            };
+            let unit = if m.unit.is_empty() { String::new() } else { format!(" {}", m.unit) };
             for limit in &t.limits {
                 let phase = state.limits.get(&limit.state_key).copied();
-                let (next, transition) = step(
-                    phase,
-                    limit,
-                    m.value,
-                    reading.received_ms,
-                    t.min_duration_ms,
-                );
+                let (next, transition) = step(phase, limit, m.value, reading.received_ms, t.min_duration_ms);
                 if next != phase {
                     changed = true;
                     match next {
@@ -640,11 +592,8 @@ impl Rule for AlarmRule {
                 let (dir, lim) = (limit.direction.word(), fmt_num(limit.value));
                 match transition {
                     Some(Transition::Raised { held_ms }) => {
-                        let held = if held_ms > 0 {
-                            format!(" for {}", fmt_secs(held_ms))
-                        } else {
-                            String::new()
-                        };
+                        let held =
+                            if held_ms > 0 { format!(" for {}", fmt_secs(held_ms)) } else { String::new() };
                         raised.push(Alarm::raised(
                             sensor,
                             limit.code.as_str(),
@@ -668,10 +617,7 @@ impl Rule for AlarmRule {
             persist(sensor, state);
         }
         cleared.append(&mut raised);
-        Ok(Outcome::forward(msg).with_effects(Effects {
-            alarms: cleared,
-            commands: Vec::new(),
-        }))
+        Ok(Outcome::forward(msg).with_effects(Effects { alarms: cleared, commands: Vec::new() }))
     }
 
     fn tick(&mut self, now_ms: u64) -> Result<Effects, String> {
@@ -680,9 +626,7 @@ impl Rule for AlarmRule {
         };
         // Sensors known from before a replacement but not heard from since
         // start their silence now, so a sensor that died meanwhile is caught.
-        let known = self
-            .known
-            .get_or_insert_with(|| kv::get_json(KNOWN_SENSORS_KEY).unwrap_or_default());
+        let known = self.known.get_or_insert_with(|| kv::get_json(KNOWN_SENSORS_KEY).unwrap_or_default());
         for sensor in known.iter() {
             if !self.last_seen.contains_key(sensor) {
                 self.last_seen.insert(sensor.clone(), now_ms);
@@ -712,10 +656,7 @@ impl Rule for AlarmRule {
                 ),
             ));
         }
-        Ok(Effects {
-            alarms,
-            commands: Vec::new(),
-        })
+        Ok(Effects { alarms, commands: Vec::new() })
     }
 }
 

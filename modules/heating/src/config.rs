@@ -176,10 +176,7 @@ impl Config {
         for (index, zone) in self.zone.into_iter().enumerate() {
             let zone = zone.validate(index)?;
             if !names.insert(zone.name.clone()) {
-                return Err(format!(
-                    "zone \"{}\": the name is used by another zone",
-                    zone.name
-                ));
+                return Err(format!("zone \"{}\": the name is used by another zone", zone.name));
             }
             // Two zones driving one actuator would fight over it.
             if let Some((other, _)) = actuators.iter().find(|(_, a)| *a == zone.actuator) {
@@ -191,10 +188,7 @@ impl Config {
             actuators.push((zone.name.clone(), zone.actuator.clone()));
             zones.push(zone);
         }
-        Ok(Settings {
-            utc_offset_minutes: self.utc_offset_minutes,
-            zones,
-        })
+        Ok(Settings { utc_offset_minutes: self.utc_offset_minutes, zones })
     }
 }
 
@@ -205,9 +199,7 @@ impl ZoneConfig {
         }
         let name = self.name;
         if self.sensors.is_empty() {
-            return Err(format!(
-                "zone \"{name}\": `sensors` must list at least one sensor"
-            ));
+            return Err(format!("zone \"{name}\": `sensors` must list at least one sensor"));
         }
         if self.sensors.iter().any(|s| s.trim().is_empty()) {
             return Err(format!("zone \"{name}\": `sensors` contains an empty name"));
@@ -216,9 +208,7 @@ impl ZoneConfig {
             return Err(format!("zone \"{name}\": `actuator` must not be empty"));
         }
         if !self.setpoint.is_finite() {
-            return Err(format!(
-                "zone \"{name}\": `setpoint` must be a finite number"
-            ));
+            return Err(format!("zone \"{name}\": `setpoint` must be a finite number"));
         }
         if !self.hysteresis.is_finite() || self.hysteresis < 0.0 {
             return Err(format!(
@@ -253,9 +243,7 @@ impl ZoneConfig {
         let min_off_ms = seconds_to_ms(&name, "min-off-s", self.min_off_s)?;
         let stale_after_ms = seconds_to_ms(&name, "stale-after-s", self.stale_after_s)?;
         if stale_after_ms == 0 {
-            return Err(format!(
-                "zone \"{name}\": `stale-after-s` must be greater than 0"
-            ));
+            return Err(format!("zone \"{name}\": `stale-after-s` must be greater than 0"));
         }
         Ok(ZoneSettings {
             name,

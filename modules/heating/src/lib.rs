@@ -148,13 +148,7 @@ impl Zone {
             }
             same
         });
-        Zone {
-            cfg,
-            control,
-            temperature: None,
-            fresh_ms: None,
-            held_back_logged: false,
-        }
+        Zone { cfg, control, temperature: None, fresh_ms: None, held_back_logged: false }
     }
 
     fn persist(&self) {
@@ -179,17 +173,9 @@ impl Zone {
         if let Some(control) = self.control.as_mut().filter(|c| c.failsafe) {
             control.failsafe = false;
             self.persist();
-            let text = format!(
-                "heating zone {}: temperature readings resumed",
-                self.cfg.name
-            );
+            let text = format!("heating zone {}: temperature readings resumed", self.cfg.name);
             edgeward_sdk::info!("{text}; back to normal control");
-            fx.alarms.push(Alarm::cleared(
-                self.alarm_sensor(),
-                FAILSAFE_ALARM,
-                Severity::Warning,
-                text,
-            ));
+            fx.alarms.push(Alarm::cleared(self.alarm_sensor(), FAILSAFE_ALARM, Severity::Warning, text));
         }
         self.control_step(now_ms, utc_offset, fx);
     }
@@ -219,12 +205,7 @@ impl Zone {
             state.as_str()
         );
         edgeward_sdk::warn!("{text}");
-        fx.alarms.push(Alarm::raised(
-            self.alarm_sensor(),
-            FAILSAFE_ALARM,
-            Severity::Warning,
-            text,
-        ));
+        fx.alarms.push(Alarm::raised(self.alarm_sensor(), FAILSAFE_ALARM, Severity::Warning, text));
     }
 
     /// Normal control with the last known temperature, if any.
@@ -266,15 +247,7 @@ impl Zone {
                 return;
             }
         }
-        self.command(
-            wanted,
-            now_ms,
-            setpoint,
-            Some(temperature),
-            reason,
-            false,
-            fx,
-        );
+        self.command(wanted, now_ms, setpoint, Some(temperature), reason, false, fx);
     }
 
     /// Command `state`, record and persist the transition.
@@ -295,21 +268,10 @@ impl Zone {
             Some(c) if c.state == state => c.switched_ms,
             _ => now_ms,
         };
-        self.control = Some(Control {
-            actuator: self.cfg.actuator.clone(),
-            state,
-            switched_ms,
-            failsafe,
-        });
+        self.control = Some(Control { actuator: self.cfg.actuator.clone(), state, switched_ms, failsafe });
         self.held_back_logged = false;
         self.persist();
-        let payload = Payload {
-            state,
-            zone: &self.cfg.name,
-            setpoint,
-            temperature,
-            reason,
-        };
+        let payload = Payload { state, zone: &self.cfg.name, setpoint, temperature, reason };
         // Serializing this struct cannot fail (non-finite floats become null);
         // the fallback only keeps the rule panic-free.
         let payload = serde_json::to_string(&payload)
@@ -320,8 +282,7 @@ impl Zone {
             state.as_str(),
             self.cfg.actuator
         );
-        fx.commands
-            .push(Command::new(self.cfg.actuator.clone(), payload));
+        fx.commands.push(Command::new(self.cfg.actuator.clone(), payload));
     }
 }
 
@@ -362,10 +323,7 @@ impl Rule for Thermostat {
     fn new(config: Config) -> Result<Self, String> {
         let settings = config.validate()?;
         let zones = settings.zones.into_iter().map(Zone::load).collect();
-        Ok(Thermostat {
-            utc_offset_minutes: settings.utc_offset_minutes,
-            zones,
-        })
+        Ok(Thermostat { utc_offset_minutes: settings.utc_offset_minutes, zones })
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {

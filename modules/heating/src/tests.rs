@@ -59,12 +59,7 @@ fn tick(rule: &mut Thermostat, now_ms: u64) -> Effects {
 fn commands(fx: &Effects) -> Vec<(String, Value)> {
     fx.commands
         .iter()
-        .map(|c| {
-            (
-                c.actuator.clone(),
-                serde_json::from_str(&c.payload).expect("JSON payload"),
-            )
-        })
+        .map(|c| (c.actuator.clone(), serde_json::from_str(&c.payload).expect("JSON payload")))
         .collect()
 }
 
@@ -117,33 +112,15 @@ fn hysteresis_band_switches_only_outside() {
         t
     };
     assert_eq!(only_state(&feed(&mut r, "t1", next(), 19.4)), "on");
-    assert!(
-        feed(&mut r, "t1", next(), 19.0).is_empty(),
-        "already on: no repeat"
-    );
-    assert!(
-        feed(&mut r, "t1", next(), 20.4).is_empty(),
-        "inside band keeps on"
-    );
-    assert!(
-        feed(&mut r, "t1", next(), 20.5).is_empty(),
-        "band edge keeps on"
-    );
+    assert!(feed(&mut r, "t1", next(), 19.0).is_empty(), "already on: no repeat");
+    assert!(feed(&mut r, "t1", next(), 20.4).is_empty(), "inside band keeps on");
+    assert!(feed(&mut r, "t1", next(), 20.5).is_empty(), "band edge keeps on");
     let fx = feed(&mut r, "t1", next(), 20.6);
     assert_eq!(only_state(&fx), "off");
     assert_eq!(commands(&fx)[0].1["reason"], "above setpoint");
-    assert!(
-        feed(&mut r, "t1", next(), 21.0).is_empty(),
-        "already off: no repeat"
-    );
-    assert!(
-        feed(&mut r, "t1", next(), 19.6).is_empty(),
-        "inside band keeps off"
-    );
-    assert!(
-        tick(&mut r, next()).is_empty(),
-        "tick inside band changes nothing"
-    );
+    assert!(feed(&mut r, "t1", next(), 21.0).is_empty(), "already off: no repeat");
+    assert!(feed(&mut r, "t1", next(), 19.6).is_empty(), "inside band keeps off");
+    assert!(tick(&mut r, next()).is_empty(), "tick inside band changes nothing");
     assert_eq!(only_state(&feed(&mut r, "t1", next(), 19.4)), "on");
 }
 
@@ -162,10 +139,7 @@ fn min_on_delays_switch_off_until_tick() {
     let mut r = rule(one_zone(json!({ "min-on-s": 300 })));
     let t0 = at(8, 0);
     assert_eq!(only_state(&feed(&mut r, "t1", t0, 18.0)), "on");
-    assert!(
-        feed(&mut r, "t1", t0 + 60 * SEC, 22.0).is_empty(),
-        "held back by min-on"
-    );
+    assert!(feed(&mut r, "t1", t0 + 60 * SEC, 22.0).is_empty(), "held back by min-on");
     assert!(tick(&mut r, t0 + 299 * SEC).is_empty(), "still held back");
     let fx = tick(&mut r, t0 + 300 * SEC);
     assert_eq!(only_state(&fx), "off");
@@ -193,14 +167,8 @@ fn held_back_switch_is_dropped_when_no_longer_wanted() {
     let t0 = at(8, 0);
     assert_eq!(only_state(&feed(&mut r, "t1", t0, 18.0)), "on");
     assert!(feed(&mut r, "t1", t0 + 60 * SEC, 22.0).is_empty());
-    assert!(
-        feed(&mut r, "t1", t0 + 120 * SEC, 20.0).is_empty(),
-        "back inside the band"
-    );
-    assert!(
-        tick(&mut r, t0 + 400 * SEC).is_empty(),
-        "inside the band: stays on"
-    );
+    assert!(feed(&mut r, "t1", t0 + 120 * SEC, 20.0).is_empty(), "back inside the band");
+    assert!(tick(&mut r, t0 + 400 * SEC).is_empty(), "inside the band: stays on");
 }
 
 /// The schedule applies the latest entry at or before the local time, wrapping past midnight.
@@ -216,53 +184,24 @@ fn schedule_picks_setpoint_with_wrap() {
     };
     let setpoint_at = |offset: i32, now_ms: u64| {
         let mut r = rule(config(offset));
-        commands(&feed(&mut r, "t1", now_ms, 19.0))[0].1["setpoint"]
-            .as_f64()
-            .expect("setpoint")
+        commands(&feed(&mut r, "t1", now_ms, 19.0))[0].1["setpoint"].as_f64().expect("setpoint")
     };
-    assert_eq!(
-        setpoint_at(0, at(0, 10)),
-        17.0,
-        "before the first entry: yesterday's last"
-    );
+    assert_eq!(setpoint_at(0, at(0, 10)), 17.0, "before the first entry: yesterday's last");
     assert_eq!(setpoint_at(0, at(6, 29)), 17.0);
-    assert_eq!(
-        setpoint_at(0, at(6, 30)),
-        21.0,
-        "an entry applies from its own minute"
-    );
+    assert_eq!(setpoint_at(0, at(6, 30)), 21.0, "an entry applies from its own minute");
     assert_eq!(setpoint_at(0, at(21, 59)), 21.0);
     assert_eq!(setpoint_at(0, at(22, 0)), 17.0);
-    assert_eq!(
-        setpoint_at(60, at(5, 45)),
-        21.0,
-        "UTC 05:45 is 06:45 at +60"
-    );
-    assert_eq!(
-        setpoint_at(60, at(21, 15)),
-        17.0,
-        "UTC 21:15 is 22:15 at +60"
-    );
-    assert_eq!(
-        setpoint_at(-120, at(1, 0)),
-        17.0,
-        "UTC 01:00 is 23:00 the day before at -120"
-    );
-    assert_eq!(
-        setpoint_at(-120, at(8, 45)),
-        21.0,
-        "UTC 08:45 is 06:45 at -120"
-    );
+    assert_eq!(setpoint_at(60, at(5, 45)), 21.0, "UTC 05:45 is 06:45 at +60");
+    assert_eq!(setpoint_at(60, at(21, 15)), 17.0, "UTC 21:15 is 22:15 at +60");
+    assert_eq!(setpoint_at(-120, at(1, 0)), 17.0, "UTC 01:00 is 23:00 the day before at -120");
+    assert_eq!(setpoint_at(-120, at(8, 45)), 21.0, "UTC 08:45 is 06:45 at -120");
 }
 
 /// Without a schedule the zone's `setpoint` applies all day.
 #[test]
 fn no_schedule_uses_setpoint() {
     let mut r = rule(one_zone(json!({ "setpoint": 18.5 })));
-    assert_eq!(
-        commands(&feed(&mut r, "t1", at(3, 0), 18.0))[0].1["setpoint"],
-        18.5
-    );
+    assert_eq!(commands(&feed(&mut r, "t1", at(3, 0), 18.0))[0].1["setpoint"], 18.5);
 }
 
 /// A schedule change takes effect at the next tick, with the last known temperature.
@@ -284,9 +223,7 @@ fn time_of_day_helpers() {
     assert_eq!(parse_time_of_day("00:00"), Some(0));
     assert_eq!(parse_time_of_day("06:30"), Some(390));
     assert_eq!(parse_time_of_day("23:59"), Some(1439));
-    for bad in [
-        "24:00", "12:60", "6:30", "06:3", "0630", "", "ab:cd", "+1:30", "06:30:00",
-    ] {
+    for bad in ["24:00", "12:60", "6:30", "06:3", "0630", "", "ab:cd", "+1:30", "06:30:00"] {
         assert_eq!(parse_time_of_day(bad), None, "{bad:?}");
     }
     assert_eq!(local_minute_of_day(at(0, 30), -60), 23 * 60 + 30);
@@ -302,10 +239,7 @@ fn failsafe_on_stale_and_resume() {
     let t0 = at(10, 0);
     assert_eq!(only_state(&feed(&mut r, "t1", t0, 18.0)), "on");
     assert!(tick(&mut r, t0 + 300 * SEC).is_empty());
-    assert!(
-        tick(&mut r, t0 + 600 * SEC).is_empty(),
-        "exactly stale-after-s old is not yet stale"
-    );
+    assert!(tick(&mut r, t0 + 600 * SEC).is_empty(), "exactly stale-after-s old is not yet stale");
 
     let fx = tick(&mut r, t0 + 601 * SEC);
     let cmds = commands(&fx);
@@ -316,43 +250,25 @@ fn failsafe_on_stale_and_resume() {
     assert_eq!(fx.alarms.len(), 1);
     let alarm = &fx.alarms[0];
     assert_eq!(
-        (
-            alarm.sensor.as_str(),
-            alarm.code.as_str(),
-            alarm.severity,
-            alarm.state
-        ),
+        (alarm.sensor.as_str(), alarm.code.as_str(), alarm.severity, alarm.state),
         ("t1", FAILSAFE_ALARM, Severity::Warning, AlarmState::Raised)
     );
-    assert!(
-        tick(&mut r, t0 + 700 * SEC).is_empty(),
-        "failsafe only once"
-    );
-    assert!(
-        tick(&mut r, t0 + 5000 * SEC).is_empty(),
-        "failsafe only once"
-    );
+    assert!(tick(&mut r, t0 + 700 * SEC).is_empty(), "failsafe only once");
+    assert!(tick(&mut r, t0 + 5000 * SEC).is_empty(), "failsafe only once");
 
     let fx = feed(&mut r, "t1", t0 + 5100 * SEC, 18.0);
     assert_eq!(fx.alarms.len(), 1);
-    assert_eq!(
-        (fx.alarms[0].code.as_str(), fx.alarms[0].state),
-        (FAILSAFE_ALARM, AlarmState::Cleared)
-    );
+    assert_eq!((fx.alarms[0].code.as_str(), fx.alarms[0].state), (FAILSAFE_ALARM, AlarmState::Cleared));
     assert_eq!(only_state(&fx), "on", "normal control resumes");
     assert!(tick(&mut r, t0 + 5200 * SEC).is_empty());
-    assert!(
-        feed(&mut r, "t1", t0 + 5300 * SEC, 18.0).is_empty(),
-        "alarm cleared only once"
-    );
+    assert!(feed(&mut r, "t1", t0 + 5300 * SEC, 18.0).is_empty(), "alarm cleared only once");
 }
 
 /// The failsafe ignores minimum times, and minimum times apply again after it.
 #[test]
 fn failsafe_ignores_min_times() {
-    let mut r = rule(one_zone(
-        json!({ "stale-after-s": 60, "failsafe": "on", "min-off-s": 3600, "min-on-s": 3600 }),
-    ));
+    let mut r =
+        rule(one_zone(json!({ "stale-after-s": 60, "failsafe": "on", "min-off-s": 3600, "min-on-s": 3600 })));
     let t0 = at(10, 0);
     assert_eq!(only_state(&feed(&mut r, "t1", t0, 25.0)), "off");
     let fx = tick(&mut r, t0 + 61 * SEC);
@@ -360,26 +276,17 @@ fn failsafe_ignores_min_times() {
     assert_eq!(fx.alarms.len(), 1);
     let fx = feed(&mut r, "t1", t0 + 120 * SEC, 25.0);
     assert_eq!(fx.alarms.len(), 1);
-    assert!(
-        fx.commands.is_empty(),
-        "min-on counts from the failsafe switch"
-    );
+    assert!(fx.commands.is_empty(), "min-on counts from the failsafe switch");
     // Readings keep the zone fresh; the switch happens once min-on has passed.
     assert!(feed(&mut r, "t1", t0 + 61 * SEC + 3599 * SEC, 25.0).is_empty());
-    assert_eq!(
-        only_state(&feed(&mut r, "t1", t0 + 61 * SEC + 3600 * SEC, 25.0)),
-        "off"
-    );
+    assert_eq!(only_state(&feed(&mut r, "t1", t0 + 61 * SEC + 3600 * SEC, 25.0)), "off");
 }
 
 /// A zone that never gets a reading goes to failsafe counting from the first tick.
 #[test]
 fn failsafe_without_any_reading() {
     let mut r = rule(one_zone(json!({ "stale-after-s": 60 })));
-    assert!(
-        tick(&mut r, at(10, 0)).is_empty(),
-        "first tick starts the count"
-    );
+    assert!(tick(&mut r, at(10, 0)).is_empty(), "first tick starts the count");
     assert!(tick(&mut r, at(10, 1)).is_empty());
     let fx = tick(&mut r, at(10, 1) + SEC);
     assert_eq!(only_state(&fx), "off");
@@ -409,21 +316,12 @@ fn state_survives_recycle() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].0, "zone/living");
     let stored: Value = serde_json::from_slice(&stored[0].1).expect("JSON state");
-    assert_eq!(
-        stored,
-        json!({"actuator":"heat/living","state":"on","switched_ms":t0,"failsafe":false})
-    );
+    assert_eq!(stored, json!({"actuator":"heat/living","state":"on","switched_ms":t0,"failsafe":false}));
 
     // The gateway replaces the instance: same thread, same kv.
     let mut r = testing::init::<Thermostat>(&config.to_string()).expect("valid config");
-    assert!(
-        feed(&mut r, "t1", t0 + 60 * SEC, 18.0).is_empty(),
-        "no duplicate command"
-    );
-    assert!(
-        feed(&mut r, "t1", t0 + 120 * SEC, 25.0).is_empty(),
-        "min-on survives the recycle"
-    );
+    assert!(feed(&mut r, "t1", t0 + 60 * SEC, 18.0).is_empty(), "no duplicate command");
+    assert!(feed(&mut r, "t1", t0 + 120 * SEC, 25.0).is_empty(), "min-on survives the recycle");
     assert_eq!(only_state(&tick(&mut r, t0 + 600 * SEC)), "off");
 }
 
@@ -437,14 +335,8 @@ fn failsafe_survives_recycle() {
     assert_eq!(tick(&mut r, t0 + 61 * SEC).alarms.len(), 1);
 
     let mut r = testing::init::<Thermostat>(&config.to_string()).expect("valid config");
-    assert!(
-        tick(&mut r, t0 + 100 * SEC).is_empty(),
-        "staleness counts afresh"
-    );
-    assert!(
-        tick(&mut r, t0 + 200 * SEC).is_empty(),
-        "already in failsafe: nothing repeated"
-    );
+    assert!(tick(&mut r, t0 + 100 * SEC).is_empty(), "staleness counts afresh");
+    assert!(tick(&mut r, t0 + 200 * SEC).is_empty(), "already in failsafe: nothing repeated");
     let fx = feed(&mut r, "t1", t0 + 300 * SEC, 18.0);
     assert_eq!(fx.alarms.len(), 1);
     assert_eq!(fx.alarms[0].state, AlarmState::Cleared);
@@ -473,10 +365,7 @@ fn kv_written_only_on_transitions() {
         feed(&mut r, "t1", at(10, i), 19.0 + 0.05 * i as f64);
         tick(&mut r, at(10, i) + SEC);
     }
-    assert!(
-        testing::kv_entries().is_empty(),
-        "no write without a transition"
-    );
+    assert!(testing::kv_entries().is_empty(), "no write without a transition");
     feed(&mut r, "t1", at(11, 0), 22.0);
     assert_eq!(testing::kv_entries().len(), 1, "a switch is written");
 }
@@ -513,10 +402,7 @@ fn first_finite_celsius_temperature_is_used() {
     let msg = Message::from_reading(Reading::new(
         "t1",
         at(10, 0),
-        vec![
-            Measurement::new("temperature", "Cel", f64::NAN),
-            Measurement::new("temperature", "Cel", 18.0),
-        ],
+        vec![Measurement::new("temperature", "Cel", f64::NAN), Measurement::new("temperature", "Cel", 18.0)],
     ));
     let fx = r.process(msg).expect("process").effects;
     assert_eq!(commands(&fx)[0].1["temperature"], 18.0);
@@ -530,31 +416,20 @@ fn several_sensors_and_zones() {
         { "name": "b", "sensors": ["s2"], "actuator": "heat/b", "setpoint": 15.0 },
     ]}));
     let fx = feed(&mut r, "s1", at(9, 0), 18.0);
-    assert_eq!(
-        commands(&fx),
-        vec![("heat/a".to_string(), commands(&fx)[0].1.clone())]
-    );
+    assert_eq!(commands(&fx), vec![("heat/a".to_string(), commands(&fx)[0].1.clone())]);
     assert_eq!(only_state(&fx), "on");
     let fx = feed(&mut r, "s2", at(9, 1), 21.0);
     let cmds = commands(&fx);
     assert_eq!(cmds.len(), 2);
-    assert_eq!(
-        (cmds[0].0.as_str(), cmds[0].1["state"].as_str()),
-        ("heat/a", Some("off"))
-    );
-    assert_eq!(
-        (cmds[1].0.as_str(), cmds[1].1["state"].as_str()),
-        ("heat/b", Some("off"))
-    );
+    assert_eq!((cmds[0].0.as_str(), cmds[0].1["state"].as_str()), ("heat/a", Some("off")));
+    assert_eq!((cmds[1].0.as_str(), cmds[1].1["state"].as_str()), ("heat/b", Some("off")));
     assert_eq!(testing::kv_entries().len(), 2);
 }
 
 /// Extreme times and values neither panic nor fail.
 #[test]
 fn extreme_inputs_do_not_panic() {
-    let mut r = rule(one_zone(
-        json!({ "min-on-s": i64::MAX, "stale-after-s": i64::MAX }),
-    ));
+    let mut r = rule(one_zone(json!({ "min-on-s": i64::MAX, "stale-after-s": i64::MAX })));
     feed(&mut r, "t1", u64::MAX, f64::MAX);
     feed(&mut r, "t1", 0, -f64::MAX);
     tick(&mut r, 0);
@@ -567,10 +442,7 @@ fn extreme_inputs_do_not_panic() {
 fn clock_stepping_back_does_not_block_switching() {
     let mut r = rule(one_zone(json!({ "min-on-s": 60 })));
     assert_eq!(only_state(&feed(&mut r, "t1", at(12, 0), 18.0)), "on");
-    assert!(
-        feed(&mut r, "t1", at(2, 0), 25.0).is_empty(),
-        "held back from now"
-    );
+    assert!(feed(&mut r, "t1", at(2, 0), 25.0).is_empty(), "held back from now");
     assert_eq!(only_state(&tick(&mut r, at(2, 1))), "off");
 }
 
@@ -584,10 +456,7 @@ fn config_defaults() {
     let zone = &settings.zones[0];
     assert_eq!(zone.setpoint, 20.0);
     assert_eq!(zone.hysteresis, 0.5);
-    assert_eq!(
-        (zone.min_on_ms, zone.min_off_ms, zone.stale_after_ms),
-        (0, 0, 900_000)
-    );
+    assert_eq!((zone.min_on_ms, zone.min_off_ms, zone.stale_after_ms), (0, 0, 900_000));
     assert_eq!(zone.failsafe, HeatState::Off);
     assert!(zone.schedule.is_empty());
 }
@@ -598,14 +467,8 @@ fn config_errors() {
     let two = |a: Value, b: Value| json!({ "zone": [a, b] });
     let zone = |name: &str, actuator: &str| json!({ "name": name, "sensors": ["t1"], "actuator": actuator });
     let cases: Vec<(Value, &[&str])> = vec![
-        (
-            two(zone("a", "x"), zone("a", "y")),
-            &["zone \"a\"", "another zone"],
-        ),
-        (
-            two(zone("a", "x"), zone("b", "x")),
-            &["zone \"b\"", "already driven by zone \"a\""],
-        ),
+        (two(zone("a", "x"), zone("a", "y")), &["zone \"a\"", "another zone"]),
+        (two(zone("a", "x"), zone("b", "x")), &["zone \"b\"", "already driven by zone \"a\""]),
         (
             one_zone(json!({ "schedule": [{ "at": "6:30", "setpoint": 20.0 }] })),
             &["zone \"living\"", "\"6:30\"", "HH:MM"],
@@ -620,58 +483,25 @@ fn config_errors() {
             ] })),
             &["zone \"living\"", "more than once"],
         ),
-        (
-            one_zone(json!({ "sensors": [] })),
-            &["zone \"living\"", "sensors"],
-        ),
-        (
-            one_zone(json!({ "sensors": [""] })),
-            &["zone \"living\"", "sensors"],
-        ),
-        (
-            one_zone(json!({ "hysteresis": -0.1 })),
-            &["zone \"living\"", "hysteresis"],
-        ),
-        (
-            one_zone(json!({ "min-on-s": -1 })),
-            &["zone \"living\"", "min-on-s"],
-        ),
-        (
-            one_zone(json!({ "min-off-s": -1 })),
-            &["zone \"living\"", "min-off-s"],
-        ),
-        (
-            one_zone(json!({ "stale-after-s": 0 })),
-            &["zone \"living\"", "stale-after-s"],
-        ),
-        (
-            one_zone(json!({ "actuator": "" })),
-            &["zone \"living\"", "actuator"],
-        ),
+        (one_zone(json!({ "sensors": [] })), &["zone \"living\"", "sensors"]),
+        (one_zone(json!({ "sensors": [""] })), &["zone \"living\"", "sensors"]),
+        (one_zone(json!({ "hysteresis": -0.1 })), &["zone \"living\"", "hysteresis"]),
+        (one_zone(json!({ "min-on-s": -1 })), &["zone \"living\"", "min-on-s"]),
+        (one_zone(json!({ "min-off-s": -1 })), &["zone \"living\"", "min-off-s"]),
+        (one_zone(json!({ "stale-after-s": 0 })), &["zone \"living\"", "stale-after-s"]),
+        (one_zone(json!({ "actuator": "" })), &["zone \"living\"", "actuator"]),
         (one_zone(json!({ "name": " " })), &["zone #1", "name"]),
-        (
-            one_zone(json!({ "setpiont": 20.0 })),
-            &["unknown field `setpiont`"],
-        ),
+        (one_zone(json!({ "setpiont": 20.0 })), &["unknown field `setpiont`"]),
         (one_zone(json!({ "failsafe": "maybe" })), &["maybe"]),
-        (
-            json!({ "zone": [{ "name": "a", "sensors": ["t1"] }] }),
-            &["actuator"],
-        ),
+        (json!({ "zone": [{ "name": "a", "sensors": ["t1"] }] }), &["actuator"]),
         (json!({ "zones": [] }), &["unknown field `zones`"]),
         (json!({}), &["no zones"]),
-        (
-            json!({ "utc-offset-minutes": 900, "zone": [zone("a", "x")] }),
-            &["utc-offset-minutes"],
-        ),
+        (json!({ "utc-offset-minutes": 900, "zone": [zone("a", "x")] }), &["utc-offset-minutes"]),
     ];
     for (config, needles) in cases {
         let error = config_error(config.clone());
         for needle in needles {
-            assert!(
-                error.contains(needle),
-                "error for {config} was {error:?}, lacks {needle:?}"
-            );
+            assert!(error.contains(needle), "error for {config} was {error:?}, lacks {needle:?}");
         }
     }
 }

@@ -23,16 +23,25 @@ pub struct Loaded {
 impl Loaded {
     /// `path` as written in the config, resolved against the config's folder.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.base_dir.join(path)
-        }
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
     }
 
     /// The state directory, resolved.
     pub fn state_dir(&self) -> PathBuf {
         self.resolve(&self.config.gateway.state_dir)
+    }
+
+    /// The compiled-module cache directory, resolved; the environment
+    /// variable `EDGEWARD_CACHE_DIR` overrides the config (systemd's
+    /// `CacheDirectory=`, tests sharing one cache).
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = std::env::var_os("EDGEWARD_CACHE_DIR") {
+            return PathBuf::from(dir);
+        }
+        match &self.config.gateway.cache_dir {
+            Some(dir) => self.resolve(dir),
+            None => self.state_dir().join("cache"),
+        }
     }
 }
 
@@ -73,10 +82,8 @@ impl fmt::Display for Located {
 
 /// Read, parse and validate the configuration at `path`.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, path, &base_dir)
 }
@@ -89,11 +96,7 @@ pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, Conf
         let span = e.span().unwrap_or(0..0);
         source.error(span, e.message().to_string())
     })?;
-    let loaded = Loaded {
-        config,
-        path: path.to_path_buf(),
-        base_dir: base_dir.to_path_buf(),
-    };
+    let loaded = Loaded { config, path: path.to_path_buf(), base_dir: base_dir.to_path_buf() };
     validate(&loaded, &source)?;
     Ok(loaded)
 }
@@ -133,8 +136,7 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     let key = line.split_once('=').map(|(k, _)| k.trim().to_string());
     let header = text[..line_start].lines().rev().find_map(|l| {
         let l = l.trim();
-        l.starts_with('[')
-            .then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_string())
     });
     match (header, key) {
         (Some(h), Some(k)) if !k.starts_with('[') => Some(format!("{h}.{k}")),
@@ -154,10 +156,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
     let mut names = BTreeSet::new();
     for sensor in &config.sensors {
         if !names.insert(sensor.name.as_str()) {
-            return Err(src.at(
-                &sensor.address,
-                format!("duplicate sensor name `{}`", sensor.name),
-            ));
+            return Err(src.at(&sensor.address, format!("duplicate sensor name `{}`", sensor.name)));
         }
         if parse_mac(sensor.address.get_ref()).is_none() {
             return Err(src.at(
@@ -183,10 +182,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
         if sensor.source == SourceKind::Sim && sensor.sim.is_none() {
             return Err(src.at(
                 &sensor.address,
-                format!(
-                    "sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`",
-                    sensor.name
-                ),
+                format!("sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`", sensor.name),
             ));
         }
         if let Some(sim) = &sensor.sim
@@ -194,10 +190,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
         {
             return Err(src.at(
                 &sensor.address,
-                format!(
-                    "sensor `{}`: sim.interval-s must be greater than 0",
-                    sensor.name
-                ),
+                format!("sensor `{}`: sim.interval-s must be greater than 0", sensor.name),
             ));
         }
     }
@@ -216,9 +209,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
             }
         }
         if !positive(profile.tick_interval_s) {
-            return Err(first_line(format!(
-                "profile `{name}`: tick-interval-s must be greater than 0"
-            )));
+            return Err(first_line(format!("profile `{name}`: tick-interval-s must be greater than 0")));
         }
     }
 
@@ -241,10 +232,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 if !path.is_file() {
                     return Err(src.at(
                         &module.wasm,
-                        format!(
-                            "module `{name}`: module file {} does not exist",
-                            path.display()
-                        ),
+                        format!("module `{name}`: module file {} does not exist", path.display()),
                     ));
                 }
             }
@@ -258,9 +246,7 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
 
     let sim = &config.sim;
     if !(sim.speed >= 0.0 && sim.speed.is_finite()) {
-        return Err(first_line(
-            "`sim.speed` must be 0 (as fast as possible) or positive".into(),
-        ));
+        return Err(first_line("`sim.speed` must be 0 (as fast as possible) or positive".into()));
     }
     if let Some(start) = &sim.start
         && crate::clock::parse_rfc3339_ms(start).is_none()
@@ -279,11 +265,7 @@ fn positive(x: f64) -> bool {
 
 fn list<'a>(names: impl IntoIterator<Item = &'a (impl AsRef<str> + ?Sized + 'a)>) -> String {
     let names: Vec<&str> = names.into_iter().map(AsRef::as_ref).collect();
-    if names.is_empty() {
-        "none".to_string()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "none".to_string() } else { names.join(", ") }
 }
 
 /// Parse `AA:BB:CC:DD:EE:FF` into its six bytes, most significant first.
@@ -329,9 +311,7 @@ capabilities = ["kv"]
     }
 
     fn error_of(text: &str) -> String {
-        load_text(text)
-            .expect_err("the configuration should be refused")
-            .to_string()
+        load_text(text).expect_err("the configuration should be refused").to_string()
     }
 
     /// A complete small configuration loads and resolves paths against its folder.
@@ -370,15 +350,9 @@ capabilities = ["kv"]
     /// A profile naming an undefined module is refused at that module's place.
     #[test]
     fn undefined_module_is_refused() {
-        let text = GOOD.replace(
-            "modules = [\"thermostat\"]",
-            "modules = [\"thermostat\", \"nope\"]",
-        );
+        let text = GOOD.replace("modules = [\"thermostat\"]", "modules = [\"thermostat\", \"nope\"]");
         let err = error_of(&text);
-        assert!(
-            err.contains("lists module `nope`, which is not defined"),
-            "{err}"
-        );
+        assert!(err.contains("lists module `nope`, which is not defined"), "{err}");
         assert!(err.starts_with("edgeward.toml:14:"), "{err}");
     }
 
@@ -387,10 +361,7 @@ capabilities = ["kv"]
     fn missing_module_file_is_refused() {
         let text = GOOD.replace("builtin:heating", "rules/missing.wasm");
         let err = error_of(&text);
-        assert!(
-            err.contains("/etc/edgeward/rules/missing.wasm does not exist"),
-            "{err}"
-        );
+        assert!(err.contains("/etc/edgeward/rules/missing.wasm does not exist"), "{err}");
     }
 
     /// A malformed capability is refused.
@@ -406,19 +377,13 @@ capabilities = ["kv"]
         let err = error_of(&GOOD.replace("A4:C1:38:00:00:01", "A4:C1:38"));
         assert!(err.contains("not a Bluetooth address"), "{err}");
         let err = error_of(&GOOD.replace("profile = \"home\"", "profile = \"office\""));
-        assert!(
-            err.contains("profile `office`, which is not defined"),
-            "{err}"
-        );
+        assert!(err.contains("profile `office`, which is not defined"), "{err}");
     }
 
     /// MAC parsing accepts exactly six hex pairs.
     #[test]
     fn mac_parsing() {
-        assert_eq!(
-            parse_mac("a4:C1:38:00:00:FF"),
-            Some([0xa4, 0xc1, 0x38, 0, 0, 0xff])
-        );
+        assert_eq!(parse_mac("a4:C1:38:00:00:FF"), Some([0xa4, 0xc1, 0x38, 0, 0, 0xff]));
         assert_eq!(parse_mac("a4:C1:38:00:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:FF:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:GG"), None);

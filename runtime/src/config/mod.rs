@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     /// are relative to the configuration file's folder.
     #[serde(default = "GatewayConfig::default_state_dir")]
     pub state_dir: PathBuf,
+    /// Where compiled modules are cached, so a restart does not recompile
+    /// them; default `STATE-DIR/cache`. Safe to delete.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -202,7 +205,9 @@ pub struct SandboxConfig {
 
 impl SandboxConfig {
     fn default_call_timeout() -> u64 {
-        10
+        // Generous next to the ~2 µs a call takes: it must only catch runaway
+        // rules, never a busy machine's scheduling delay.
+        50
     }
     fn default_init_timeout() -> u64 {
         1000
@@ -250,12 +255,7 @@ impl SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            seed: Self::default_seed(),
-            speed: Self::default_speed(),
-            duration_s: None,
-            start: None,
-        }
+        SimConfig { seed: Self::default_seed(), speed: Self::default_speed(), duration_s: None, start: None }
     }
 }
 
@@ -276,9 +276,7 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     fn stdout() -> Self {
-        SinkConfig::Stdout {
-            format: OutputFormat::default(),
-        }
+        SinkConfig::Stdout { format: OutputFormat::default() }
     }
 }
 

@@ -234,9 +234,7 @@ pub enum BthomeError {
         max: f64,
     },
     /// The encoded data would not fit in one advertising data structure.
-    #[error(
-        "encoded bthome data is {len} bytes long, more than the {max} bytes an advertisement can carry"
-    )]
+    #[error("encoded bthome data is {len} bytes long, more than the {max} bytes an advertisement can carry")]
     TooLong {
         /// The length it would have.
         len: usize,
@@ -274,11 +272,7 @@ enum Kind {
     /// 0x00: one byte, into [`Packet::packet_id`].
     PacketId,
     /// A little-endian integer of `bytes` bytes, scaled.
-    Number {
-        bytes: u8,
-        signed: bool,
-        scale: Scale,
-    },
+    Number { bytes: u8, signed: bool, scale: Scale },
     /// One byte, 0 off, otherwise on.
     Binary,
     /// 0x3A: one byte, the event code.
@@ -304,30 +298,17 @@ struct Object {
 
 /// An unsigned number of `bytes` bytes.
 const fn uint(bytes: u8, scale: Scale) -> Kind {
-    Kind::Number {
-        bytes,
-        signed: false,
-        scale,
-    }
+    Kind::Number { bytes, signed: false, scale }
 }
 
 /// A signed (two's complement) number of `bytes` bytes.
 const fn sint(bytes: u8, scale: Scale) -> Kind {
-    Kind::Number {
-        bytes,
-        signed: true,
-        scale,
-    }
+    Kind::Number { bytes, signed: true, scale }
 }
 
 /// A table entry.
 const fn obj(id: u8, name: &'static str, unit: &'static str, kind: Kind) -> Object {
-    Object {
-        id,
-        name,
-        unit,
-        kind,
-    }
+    Object { id, name, unit, kind }
 }
 
 /// A binary sensor entry.
@@ -450,10 +431,7 @@ const OBJECTS: &[Object] = &[
 
 /// The table entry for `id`.
 fn lookup(id: u8) -> Option<&'static Object> {
-    OBJECTS
-        .binary_search_by_key(&id, |o| o.id)
-        .ok()
-        .and_then(|i| OBJECTS.get(i))
+    OBJECTS.binary_search_by_key(&id, |o| o.id).ok().and_then(|i| OBJECTS.get(i))
 }
 
 /// Decodes BTHome v2 service data: the bytes after the 0xFCD2 UUID, starting with the device
@@ -487,10 +465,7 @@ pub fn decode(
     }
     let (embedded_mac, body) = if info & INFO_MAC_INCLUDED != 0 {
         let Some((reversed, body)) = rest.split_first_chunk::<MAC_LEN>() else {
-            return Err(BthomeError::MacTruncated {
-                info,
-                available: rest.len(),
-            });
+            return Err(BthomeError::MacTruncated { info, available: rest.len() });
         };
         let mut address = *reversed;
         address.reverse();
@@ -519,9 +494,7 @@ pub fn decode(
     let counter = u32::from_le_bytes([c0, c1, c2, c3]);
     packet.counter = Some(counter);
     let key = key.ok_or(BthomeError::MissingKey { counter })?;
-    let mac = embedded_mac
-        .or(mac)
-        .ok_or(BthomeError::MissingMac { counter })?;
+    let mac = embedded_mac.or(mac).ok_or(BthomeError::MissingMac { counter })?;
     let mut plaintext = ciphertext.to_vec();
     BthomeCcm::new(&(*key).into())
         .decrypt_inout_detached(
@@ -553,18 +526,10 @@ fn parse_objects(data: &[u8], base: usize, packet: &mut Packet) -> Result<(), Bt
         let offset = base + pos;
         let object_id = rest[0];
         let Some(object) = lookup(object_id) else {
-            return Err(BthomeError::UnknownObjectId {
-                object_id,
-                offset,
-                partial: std::mem::take(packet),
-            });
+            return Err(BthomeError::UnknownObjectId { object_id, offset, partial: std::mem::take(packet) });
         };
-        let truncated = |needed: usize| BthomeError::Truncated {
-            object_id,
-            offset,
-            needed,
-            available: rest.len(),
-        };
+        let truncated =
+            |needed: usize| BthomeError::Truncated { object_id, offset, needed, available: rest.len() };
         // The object's total length, id included.
         let len = match object.kind {
             Kind::PacketId | Kind::Binary | Kind::Button => 2,
@@ -594,11 +559,7 @@ fn parse_objects(data: &[u8], base: usize, packet: &mut Packet) -> Result<(), Bt
             Kind::LengthPrefixed | Kind::DeviceInfo { .. } => None,
         };
         if let Some(value) = value {
-            packet.values.push(Value {
-                name: object.name,
-                unit: object.unit,
-                value,
-            });
+            packet.values.push(Value { name: object.name, unit: object.unit, value });
         }
         pos += len;
     }
@@ -613,11 +574,7 @@ fn read_le(bytes: &[u8], signed: bool) -> i64 {
     }
     let unused_bits = 64 - 8 * bytes.len().min(8) as u32;
     let value = u64::from_le_bytes(raw);
-    if signed && unused_bits < 64 {
-        ((value << unused_bits) as i64) >> unused_bits
-    } else {
-        value as i64
-    }
+    if signed && unused_bits < 64 { ((value << unused_bits) as i64) >> unused_bits } else { value as i64 }
 }
 
 /// `raw` × `scale`, rounded once: the product is exact in `i128`, and below 2^53 for every
@@ -629,11 +586,7 @@ fn scaled(raw: i64, scale: Scale) -> f64 {
 /// The smallest and largest raw integer of `bytes` bytes.
 fn raw_range(bytes: u8, signed: bool) -> (i64, i64) {
     let bits = 8 * u32::from(bytes.min(4));
-    if signed {
-        (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1)
-    } else {
-        (0, (1i64 << bits) - 1)
-    }
+    if signed { (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1) } else { (0, (1i64 << bits) - 1) }
 }
 
 /// Encodes values as unencrypted BTHome v2 service data (the bytes after the UUID): the device
@@ -683,10 +636,7 @@ pub fn encode_encrypted(
 /// Fails when `len` bytes of service data would not fit in an advertisement.
 fn check_length(len: usize) -> Result<(), BthomeError> {
     if len > MAX_SERVICE_DATA {
-        return Err(BthomeError::TooLong {
-            len,
-            max: MAX_SERVICE_DATA,
-        });
+        return Err(BthomeError::TooLong { len, max: MAX_SERVICE_DATA });
     }
     Ok(())
 }
@@ -701,16 +651,9 @@ fn seal(
 ) -> Result<Vec<u8>, BthomeError> {
     let len = 1 + plaintext.len() + TRAILER_LEN;
     let mic = BthomeCcm::new(&(*key).into())
-        .encrypt_inout_detached(
-            &nonce(mac, info, counter).into(),
-            &[],
-            plaintext.as_mut_slice().into(),
-        )
+        .encrypt_inout_detached(&nonce(mac, info, counter).into(), &[], plaintext.as_mut_slice().into())
         // Only a message longer than CCM's 65535-byte limit (for a 13-byte nonce) fails.
-        .map_err(|_| BthomeError::TooLong {
-            len,
-            max: MAX_SERVICE_DATA,
-        })?;
+        .map_err(|_| BthomeError::TooLong { len, max: MAX_SERVICE_DATA })?;
     let mut out = Vec::with_capacity(len);
     out.push(info);
     out.extend_from_slice(&plaintext);
@@ -720,11 +663,7 @@ fn seal(
 }
 
 /// Appends the packet id and the objects for `values`, sorted by id, to `out`.
-fn encode_objects(
-    values: &[(u8, f64)],
-    packet_id: Option<u8>,
-    out: &mut Vec<u8>,
-) -> Result<(), BthomeError> {
+fn encode_objects(values: &[(u8, f64)], packet_id: Option<u8>, out: &mut Vec<u8>) -> Result<(), BthomeError> {
     if let Some(packet_id) = packet_id {
         out.extend_from_slice(&[0x00, packet_id]);
     }
@@ -739,11 +678,7 @@ fn encode_objects(
 /// Appends one object.
 fn encode_object(object_id: u8, value: f64, out: &mut Vec<u8>) -> Result<(), BthomeError> {
     let object = lookup(object_id).ok_or(BthomeError::UnknownEncodeId { object_id })?;
-    let not_encodable = |reason| BthomeError::NotEncodable {
-        object_id,
-        name: object.name,
-        reason,
-    };
+    let not_encodable = |reason| BthomeError::NotEncodable { object_id, name: object.name, reason };
     // `value` divided by `scale` and rounded, if that lies in `lo..=hi`.
     let integer = |lo: i64, hi: i64, scale: Scale| {
         let raw = (value * scale.den as f64 / scale.num as f64).round();
@@ -762,22 +697,14 @@ fn encode_object(object_id: u8, value: f64, out: &mut Vec<u8>) -> Result<(), Bth
         }
     };
     match object.kind {
-        Kind::Number {
-            bytes,
-            signed,
-            scale,
-        } => {
+        Kind::Number { bytes, signed, scale } => {
             let (lo, hi) = raw_range(bytes, signed);
             let raw = integer(lo, hi, scale)?;
             out.push(object_id);
             out.extend_from_slice(&raw.to_le_bytes()[..usize::from(bytes.min(8))]);
         }
         Kind::Binary | Kind::Button => {
-            let max = if matches!(object.kind, Kind::Binary) {
-                1
-            } else {
-                255
-            };
+            let max = if matches!(object.kind, Kind::Binary) { 1 } else { 255 };
             let code = integer(0, max, X1)?;
             out.extend_from_slice(&[object_id, code as u8]);
         }
@@ -795,9 +722,7 @@ fn encode_object(object_id: u8, value: f64, out: &mut Vec<u8>) -> Result<(), Bth
             out.extend_from_slice(&[object_id, event, steps.unsigned_abs() as u8]);
         }
         Kind::PacketId => {
-            return Err(not_encodable(
-                "pass the packet id as the packet_id argument",
-            ));
+            return Err(not_encodable("pass the packet id as the packet_id argument"));
         }
         Kind::LengthPrefixed => return Err(not_encodable("it carries bytes, not a number")),
         Kind::DeviceInfo { .. } => {
@@ -812,10 +737,8 @@ mod tests {
     use super::*;
 
     /// The bindkey of the bthome.io encryption example.
-    const KEY: [u8; 16] = [
-        0x23, 0x1d, 0x39, 0xc1, 0xd7, 0xcc, 0x1a, 0xb1, 0xae, 0xe2, 0x24, 0xcd, 0x09, 0x6d, 0xb9,
-        0x32,
-    ];
+    const KEY: [u8; 16] =
+        [0x23, 0x1d, 0x39, 0xc1, 0xd7, 0xcc, 0x1a, 0xb1, 0xae, 0xe2, 0x24, 0xcd, 0x09, 0x6d, 0xb9, 0x32];
     /// The MAC address of the bthome.io encryption example, 54:48:E6:8F:80:A5.
     const MAC: [u8; 6] = [0x54, 0x48, 0xE6, 0x8F, 0x80, 0xA5];
 
@@ -841,15 +764,7 @@ mod tests {
     /// Asserts that `objects` decodes to exactly one value with this name, unit and value.
     fn assert_single(objects: &str, name: &str, unit: &str, value: f64) {
         let packet = decode_objects(objects);
-        assert_eq!(
-            packet.values,
-            vec![Value {
-                name: leak(name),
-                unit: leak(unit),
-                value
-            }],
-            "{objects}"
-        );
+        assert_eq!(packet.values, vec![Value { name: leak(name), unit: leak(unit), value }], "{objects}");
     }
 
     /// A `&'static str` equal to `s`, for comparisons with [`Value`].
@@ -876,12 +791,7 @@ mod tests {
     #[test]
     fn scaled_products_are_exact_in_f64() {
         for object in OBJECTS {
-            if let Kind::Number {
-                bytes,
-                signed,
-                scale,
-            } = object.kind
-            {
+            if let Kind::Number { bytes, signed, scale } = object.kind {
                 let (lo, hi) = raw_range(bytes, signed);
                 let limit = 1i128 << 53;
                 for raw in [lo, hi] {
@@ -900,16 +810,8 @@ mod tests {
         assert_eq!(
             packet.values,
             vec![
-                Value {
-                    name: "temperature",
-                    unit: "Cel",
-                    value: 25.0
-                },
-                Value {
-                    name: "humidity",
-                    unit: "%RH",
-                    value: 50.55
-                },
+                Value { name: "temperature", unit: "Cel", value: 25.0 },
+                Value { name: "humidity", unit: "%RH", value: 50.55 },
             ]
         );
     }
@@ -955,7 +857,7 @@ mod tests {
             ("0E021C", "pm10", "ug/m3", 7170.0),
             ("0B021B00", "power", "W", 69.14),
             ("5C02FBFFFF", "power", "W", -12.78),
-            ("5FA00F", "precipitation", "m", 0.4), // 400.0 mm
+            ("5FA00F", "precipitation", "m", 0.4),     // 400.0 mm
             ("04138A01", "pressure", "Pa", 100_883.0), // 1008.83 hPa
             ("3F020C", "rotation", "deg", 307.4),
             ("61AC0D", "rotational_speed", "1/min", 3500.0),
@@ -1054,14 +956,7 @@ mod tests {
         assert_eq!(codes, [0.0, 1.0]);
         // An unknown dimmer event is skipped, and parsing continues after it.
         let packet = decode_objects("3C0705 3A01");
-        assert_eq!(
-            packet.values,
-            vec![Value {
-                name: "button",
-                unit: "",
-                value: 1.0
-            }]
-        );
+        assert_eq!(packet.values, vec![Value { name: "button", unit: "", value: 1.0 }]);
     }
 
     /// The packet id example sets `packet_id` and adds no value; device information, text
@@ -1080,15 +975,7 @@ mod tests {
             "5300",
         ] {
             let packet = decode_objects(&format!("{objects} 0161"));
-            assert_eq!(
-                packet.values,
-                vec![Value {
-                    name: "battery",
-                    unit: "%EL",
-                    value: 97.0
-                }],
-                "{objects}"
-            );
+            assert_eq!(packet.values, vec![Value { name: "battery", unit: "%EL", value: 97.0 }], "{objects}");
         }
         // Command arguments are skipped by the low 5 bits of the length byte.
         let packet = decode_objects("3B0203AABB 0161");
@@ -1106,16 +993,8 @@ mod tests {
         assert_eq!(
             packet.values,
             vec![
-                Value {
-                    name: "temperature",
-                    unit: "Cel",
-                    value: 25.06
-                },
-                Value {
-                    name: "humidity",
-                    unit: "%RH",
-                    value: 50.55
-                },
+                Value { name: "temperature", unit: "Cel", value: 25.06 },
+                Value { name: "humidity", unit: "%RH", value: 50.55 },
             ]
         );
     }
@@ -1123,8 +1002,8 @@ mod tests {
     /// Encrypting the spec's plaintext with the spec's inputs reproduces the spec's bytes.
     #[test]
     fn encode_encrypted_reproduces_spec_example() {
-        let data = encode_encrypted(&[(0x02, 25.06), (0x03, 50.55)], None, &KEY, MAC, 1_122_867)
-            .expect("encodes");
+        let data =
+            encode_encrypted(&[(0x02, 25.06), (0x03, 50.55)], None, &KEY, MAC, 1_122_867).expect("encodes");
         assert_eq!(data, hex("41 e445f3c9962b 33221100 6c7c4519"));
     }
 
@@ -1133,23 +1012,12 @@ mod tests {
     #[test]
     fn reference_parser_encrypted_vectors() {
         let expected = vec![
-            Value {
-                name: "temperature",
-                unit: "Cel",
-                value: 25.06,
-            },
-            Value {
-                name: "humidity",
-                unit: "%RH",
-                value: 50.55,
-            },
+            Value { name: "temperature", unit: "Cel", value: 25.06 },
+            Value { name: "humidity", unit: "%RH", value: 50.55 },
         ];
         let data = hex("41 a47266c95f73 00112233 78237214");
         let packet = decode(&data, Some(&KEY), Some(MAC)).expect("decrypts");
-        assert_eq!(
-            (packet.counter, &packet.values),
-            (Some(0x3322_1100), &expected)
-        );
+        assert_eq!((packet.counter, &packet.values), (Some(0x3322_1100), &expected));
 
         let data = hex("43 a5808fe64854 f196c06ffb49 00112233 f08ecbde");
         let packet = decode(&data, Some(&KEY), None).expect("decrypts with the embedded mac");
@@ -1157,14 +1025,7 @@ mod tests {
 
         // Unencrypted with embedded MAC: 1008.83 hPa.
         let packet = decode(&hex("42 b2188d38c1a4 04138a01"), None, None).expect("decodes");
-        assert_eq!(
-            packet.values,
-            vec![Value {
-                name: "pressure",
-                unit: "Pa",
-                value: 100_883.0
-            }]
-        );
+        assert_eq!(packet.values, vec![Value { name: "pressure", unit: "Pa", value: 100_883.0 }]);
     }
 
     /// The trigger-based flag (bit 2) is reported, and a repeated object id gives repeated
@@ -1177,12 +1038,7 @@ mod tests {
         let got: Vec<(&str, f64)> = packet.values.iter().map(|v| (v.name, v.value)).collect();
         assert_eq!(
             got,
-            [
-                ("temperature", 25.06),
-                ("temperature", 25.0),
-                ("humidity", 50.55),
-                ("button", 1.0)
-            ]
+            [("temperature", 25.06), ("temperature", 25.0), ("humidity", 50.55), ("button", 1.0)]
         );
     }
 
@@ -1200,12 +1056,7 @@ mod tests {
     #[test]
     fn every_number_round_trips_at_its_limits() {
         for object in OBJECTS {
-            let Kind::Number {
-                bytes,
-                signed,
-                scale,
-            } = object.kind
-            else {
+            let Kind::Number { bytes, signed, scale } = object.kind else {
                 continue;
             };
             let (lo, hi) = raw_range(bytes, signed);
@@ -1217,14 +1068,7 @@ mod tests {
                 expected.extend_from_slice(&raw.to_le_bytes()[..usize::from(bytes)]);
                 assert_eq!(data, expected, "{:#04x} raw {raw}", object.id);
                 let packet = decode(&data, None, None).expect("decodes");
-                assert_eq!(
-                    packet.values,
-                    vec![Value {
-                        name: object.name,
-                        unit: object.unit,
-                        value
-                    }]
-                );
+                assert_eq!(packet.values, vec![Value { name: object.name, unit: object.unit, value }]);
             }
         }
     }
@@ -1273,20 +1117,14 @@ mod tests {
         assert_eq!(data[0], 0x41);
         let packet = decode(&data, Some(&key), Some(mac)).expect("decrypts");
         assert!(packet.encrypted);
-        assert_eq!(
-            (packet.packet_id, packet.counter),
-            (Some(7), Some(0xDEAD_BEEF))
-        );
+        assert_eq!((packet.packet_id, packet.counter), (Some(7), Some(0xDEAD_BEEF)));
         let got: Vec<f64> = packet.values.iter().map(|v| v.value).collect();
         // Sorted by id: 0x01, 0x21, 0x2E, 0x45.
         assert_eq!(got, [55.0, 1.0, 40.0, -12.3]);
         // Encrypting nothing gives the header, counter and MIC only, which still decode.
         let data = encode_encrypted(&[], None, &key, mac, 1).expect("encodes");
         assert_eq!(data.len(), 9);
-        assert_eq!(
-            decode(&data, Some(&key), Some(mac)).expect("ok").values,
-            vec![]
-        );
+        assert_eq!(decode(&data, Some(&key), Some(mac)).expect("ok").values, vec![]);
     }
 
     /// A wrong key, a wrong MAC address or a flipped bit gives `MicMismatch` with the counter.
@@ -1307,14 +1145,8 @@ mod tests {
     #[test]
     fn encrypted_without_key_or_mac() {
         let data = hex("41 e445f3c9962b 33221100 6c7c4519");
-        assert_eq!(
-            decode(&data, None, Some(MAC)),
-            Err(BthomeError::MissingKey { counter: 1_122_867 })
-        );
-        assert_eq!(
-            decode(&data, Some(&KEY), None),
-            Err(BthomeError::MissingMac { counter: 1_122_867 })
-        );
+        assert_eq!(decode(&data, None, Some(MAC)), Err(BthomeError::MissingKey { counter: 1_122_867 }));
+        assert_eq!(decode(&data, Some(&KEY), None), Err(BthomeError::MissingMac { counter: 1_122_867 }));
         let message = BthomeError::MissingKey { counter: 5 }.to_string();
         assert!(message.contains("no bindkey"), "{message}");
     }
@@ -1337,28 +1169,13 @@ mod tests {
     #[test]
     fn unknown_object_id() {
         let error = decode(&hex("40 015d fe5d09 03b718"), None, None).expect_err("unknown id");
-        let BthomeError::UnknownObjectId {
-            object_id,
-            offset,
-            ref partial,
-        } = error
-        else {
+        let BthomeError::UnknownObjectId { object_id, offset, ref partial } = error else {
             panic!("wrong error {error:?}");
         };
         assert_eq!((object_id, offset), (0xFE, 3));
-        assert_eq!(
-            partial.values,
-            vec![Value {
-                name: "battery",
-                unit: "%EL",
-                value: 93.0
-            }]
-        );
+        assert_eq!(partial.values, vec![Value { name: "battery", unit: "%EL", value: 93.0 }]);
         let message = error.to_string();
-        assert!(
-            message.contains("0xfe") && message.contains("offset 3"),
-            "{message}"
-        );
+        assert!(message.contains("0xfe") && message.contains("offset 3"), "{message}");
         // Ids the spec leaves free, between the ranges.
         for id in [0x30, 0x39, 0x66, 0xEF, 0xF3, 0xFF] {
             assert!(matches!(
@@ -1373,42 +1190,19 @@ mod tests {
     #[test]
     fn truncated_objects() {
         let truncated = |object_id, offset, needed, available| {
-            Err(BthomeError::Truncated {
-                object_id,
-                offset,
-                needed,
-                available,
-            })
+            Err(BthomeError::Truncated { object_id, offset, needed, available })
         };
-        assert_eq!(
-            decode(&hex("40 0161 02CA"), None, None),
-            truncated(0x02, 3, 3, 2)
-        );
-        assert_eq!(
-            decode(&hex("40 3E2A2C09"), None, None),
-            truncated(0x3E, 1, 5, 4)
-        );
+        assert_eq!(decode(&hex("40 0161 02CA"), None, None), truncated(0x02, 3, 3, 2));
+        assert_eq!(decode(&hex("40 3E2A2C09"), None, None), truncated(0x3E, 1, 5, 4));
         assert_eq!(decode(&hex("40 00"), None, None), truncated(0x00, 1, 2, 1));
         assert_eq!(decode(&hex("40 53"), None, None), truncated(0x53, 1, 2, 1));
-        assert_eq!(
-            decode(&hex("40 530C4865"), None, None),
-            truncated(0x53, 1, 14, 4)
-        );
+        assert_eq!(decode(&hex("40 530C4865"), None, None), truncated(0x53, 1, 14, 4));
         assert_eq!(decode(&hex("40 3B"), None, None), truncated(0x3B, 1, 3, 1));
-        assert_eq!(
-            decode(&hex("40 3B0103"), None, None),
-            truncated(0x3B, 1, 4, 3)
-        );
-        assert_eq!(
-            decode(&hex("40 3C01"), None, None),
-            truncated(0x3C, 1, 3, 2)
-        );
+        assert_eq!(decode(&hex("40 3B0103"), None, None), truncated(0x3B, 1, 4, 3));
+        assert_eq!(decode(&hex("40 3C01"), None, None), truncated(0x3C, 1, 3, 2));
         // Offsets inside encrypted data count from the start of the service data.
         let data = seal(0x41, hex("0161 02CA"), &KEY, MAC, 9).expect("seals");
-        assert_eq!(
-            decode(&data, Some(&KEY), Some(MAC)),
-            truncated(0x02, 3, 3, 2)
-        );
+        assert_eq!(decode(&data, Some(&KEY), Some(MAC)), truncated(0x02, 3, 3, 2));
     }
 
     /// Versions other than 2 are rejected naming the version; an empty input and a cut-off
@@ -1417,46 +1211,28 @@ mod tests {
     fn bad_headers() {
         assert_eq!(
             decode(&hex("e1 02000c 0404138a01"), None, None),
-            Err(BthomeError::UnsupportedVersion {
-                version: 7,
-                info: 0xE1
-            })
+            Err(BthomeError::UnsupportedVersion { version: 7, info: 0xE1 })
         );
         assert_eq!(
             decode(&hex("20 0161"), None, None),
-            Err(BthomeError::UnsupportedVersion {
-                version: 1,
-                info: 0x20
-            })
+            Err(BthomeError::UnsupportedVersion { version: 1, info: 0x20 })
         );
         let message = decode(&[0x60], None, None).expect_err("v3").to_string();
         assert!(message.contains("version 3"), "{message}");
         assert_eq!(decode(&[], None, None), Err(BthomeError::Empty));
         assert_eq!(
             decode(&hex("42 b2188d"), None, None),
-            Err(BthomeError::MacTruncated {
-                info: 0x42,
-                available: 3
-            })
+            Err(BthomeError::MacTruncated { info: 0x42, available: 3 })
         );
         // Reserved bits 3 and 4 are ignored.
-        assert_eq!(
-            decode(&hex("58 0161"), None, None)
-                .expect("ok")
-                .values
-                .len(),
-            1
-        );
+        assert_eq!(decode(&hex("58 0161"), None, None).expect("ok").values.len(), 1);
     }
 
     /// Encoding rejects unknown ids, non-numeric objects, out-of-range and non-finite
     /// values, and oversized payloads.
     #[test]
     fn encode_errors() {
-        assert_eq!(
-            encode(&[(0x30, 1.0)], None),
-            Err(BthomeError::UnknownEncodeId { object_id: 0x30 })
-        );
+        assert_eq!(encode(&[(0x30, 1.0)], None), Err(BthomeError::UnknownEncodeId { object_id: 0x30 }));
         for id in [0x00, 0x53, 0x54, 0xF0, 0xF1, 0xF2] {
             assert!(matches!(
                 encode(&[(id, 1.0)], None),
@@ -1480,18 +1256,10 @@ mod tests {
         // 327.674 rounds to the largest raw value, 327.676 past it.
         assert!(encode(&[(0x02, 327.674)], None).is_ok());
         assert!(out_of_range(0x02, 327.676));
-        let message = encode(&[(0x01, 300.0)], None)
-            .expect_err("range")
-            .to_string();
-        assert!(
-            message.contains("0..=255") && message.contains("battery"),
-            "{message}"
-        );
+        let message = encode(&[(0x01, 300.0)], None).expect_err("range").to_string();
+        assert!(message.contains("0..=255") && message.contains("battery"), "{message}");
         let many = vec![(0x3E, 1.0); 51];
-        assert_eq!(
-            encode(&many, None),
-            Err(BthomeError::TooLong { len: 256, max: 252 })
-        );
+        assert_eq!(encode(&many, None), Err(BthomeError::TooLong { len: 256, max: 252 }));
         assert!(matches!(
             encode_encrypted(&many, None, &KEY, MAC, 1),
             Err(BthomeError::TooLong { len: 264, .. })

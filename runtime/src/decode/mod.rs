@@ -60,33 +60,20 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
             let measurements = packet
                 .values
                 .iter()
-                .map(|v| Measurement {
-                    name: v.name.to_string(),
-                    unit: v.unit.to_string(),
-                    value: v.value,
-                })
+                .map(|v| Measurement { name: v.name.to_string(), unit: v.unit.to_string(), value: v.value })
                 .collect();
             let reading = Reading {
                 sensor: sensor.name.to_string(),
                 address: sensor.address.to_string(),
-                seq: packet
-                    .packet_id
-                    .map(u64::from)
-                    .or(packet.counter.map(u64::from)),
+                seq: packet.packet_id.map(u64::from).or(packet.counter.map(u64::from)),
                 sensor_time_ms: None,
                 received_ms: frame.received_ms,
                 rssi: frame.rssi,
-                authenticity: if packet.encrypted {
-                    Authenticity::MicVerified
-                } else {
-                    Authenticity::None
-                },
+                authenticity: if packet.encrypted { Authenticity::MicVerified } else { Authenticity::None },
                 measurements,
             };
-            let envelope = Envelope {
-                content_type: senml::CONTENT_TYPE.to_string(),
-                body: senml::encode(&reading),
-            };
+            let envelope =
+                Envelope { content_type: senml::CONTENT_TYPE.to_string(), body: senml::encode(&reading) };
             Ok(Message { reading, envelope })
         }
     }

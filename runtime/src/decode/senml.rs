@@ -27,20 +27,12 @@ pub enum SenmlError {
 /// (`urn:dev:mac:…:`), the base time it was received (seconds), then one
 /// record per measurement.
 pub fn encode(reading: &Reading) -> Vec<u8> {
-    let mac: String = reading
-        .address
-        .chars()
-        .filter(|c| *c != ':')
-        .collect::<String>()
-        .to_lowercase();
+    let mac: String = reading.address.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
     let records = reading.measurements.iter().enumerate().map(|(i, m)| {
         let mut fields = Vec::with_capacity(5);
         if i == 0 {
             fields.push((int(BASE_NAME), Value::Text(format!("urn:dev:mac:{mac}:"))));
-            fields.push((
-                int(BASE_TIME),
-                Value::Float(reading.received_ms as f64 / 1000.0),
-            ));
+            fields.push((int(BASE_TIME), Value::Float(reading.received_ms as f64 / 1000.0)));
         }
         fields.push((int(NAME), Value::Text(m.name.clone())));
         if !m.unit.is_empty() {
@@ -50,8 +42,7 @@ pub fn encode(reading: &Reading) -> Vec<u8> {
         Value::Map(fields)
     });
     let mut out = Vec::with_capacity(32 + 24 * reading.measurements.len());
-    ciborium::into_writer(&Value::Array(records.collect()), &mut out)
-        .expect("writing CBOR to memory");
+    ciborium::into_writer(&Value::Array(records.collect()), &mut out).expect("writing CBOR to memory");
     out
 }
 
@@ -81,9 +72,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Measurement>, Option<u64>), SenmlErro
         match (name, value) {
             (Some(name), Some(value)) => measurements.push(Measurement { name, unit, value }),
             _ => {
-                return Err(SenmlError::Shape(
-                    "a record lacks a name or a numeric value",
-                ));
+                return Err(SenmlError::Shape("a record lacks a name or a numeric value"));
             }
         }
     }
@@ -117,16 +106,8 @@ mod tests {
             rssi: None,
             authenticity: Authenticity::None,
             measurements: vec![
-                Measurement {
-                    name: "temperature".into(),
-                    unit: "Cel".into(),
-                    value: 21.5,
-                },
-                Measurement {
-                    name: "door".into(),
-                    unit: String::new(),
-                    value: 1.0,
-                },
+                Measurement { name: "temperature".into(), unit: "Cel".into(), value: 21.5 },
+                Measurement { name: "door".into(), unit: String::new(), value: 1.0 },
             ],
         }
     }
@@ -145,12 +126,7 @@ mod tests {
     fn uses_rfc8428_labels() {
         let value: Value = ciborium::from_reader(&encode(&reading())[..]).unwrap();
         let first = &value.as_array().unwrap()[0];
-        let base_name = first
-            .as_map()
-            .unwrap()
-            .iter()
-            .find(|(k, _)| k == &int(BASE_NAME))
-            .unwrap();
+        let base_name = first.as_map().unwrap().iter().find(|(k, _)| k == &int(BASE_NAME)).unwrap();
         assert_eq!(base_name.1, Value::Text("urn:dev:mac:a4c138000001:".into()));
     }
 

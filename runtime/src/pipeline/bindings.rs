@@ -22,10 +22,7 @@ pub const WIT_VERSION: &str = "0.1.0";
 impl Effects {
     /// No alarms, no commands.
     pub fn none() -> Self {
-        Effects {
-            alarms: Vec::new(),
-            commands: Vec::new(),
-        }
+        Effects { alarms: Vec::new(), commands: Vec::new() }
     }
 
     /// Append another module's effects.

@@ -21,14 +21,8 @@ impl Capability {
     /// Parse a grant as written in the config.
     pub fn parse(text: &str) -> Result<Self, String> {
         let named = |kind: &str, name: &str| {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
-            {
-                Err(format!(
-                    "`{kind}:` needs a name of letters, digits, `-` or `_`, as in `{kind}:gateway`"
-                ))
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+                Err(format!("`{kind}:` needs a name of letters, digits, `-` or `_`, as in `{kind}:gateway`"))
             } else {
                 Ok(name.to_string())
             }
@@ -53,10 +47,7 @@ pub struct Grants {
 impl Grants {
     /// Grants from config strings (already validated by the config loader).
     pub fn parse<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
-        let granted = items
-            .into_iter()
-            .map(Capability::parse)
-            .collect::<Result<_, _>>()?;
+        let granted = items.into_iter().map(Capability::parse).collect::<Result<_, _>>()?;
         Ok(Grants { granted })
     }
 
@@ -69,8 +60,7 @@ impl Grants {
     }
 
     pub fn seal(&self, recipients: &str) -> bool {
-        self.granted
-            .contains(&Capability::Seal(recipients.to_string()))
+        self.granted.contains(&Capability::Seal(recipients.to_string()))
     }
 
     /// May a component import `name` (a component import name such as
@@ -89,9 +79,7 @@ impl Grants {
         }
         let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
         if version != WIT_VERSION {
-            return Err(ImportRefusal::Version {
-                found: version.to_string(),
-            });
+            return Err(ImportRefusal::Version { found: version.to_string() });
         }
         let any_granted = |f: fn(&Capability) -> bool| self.granted.iter().any(f);
         let needed = match interface {
@@ -127,21 +115,11 @@ mod tests {
     #[test]
     fn parse_grants() {
         assert_eq!(Capability::parse("kv"), Ok(Capability::Kv));
-        assert_eq!(
-            Capability::parse("sign:gateway"),
-            Ok(Capability::Sign("gateway".into()))
-        );
-        assert_eq!(
-            Capability::parse("seal:tenants"),
-            Ok(Capability::Seal("tenants".into()))
-        );
+        assert_eq!(Capability::parse("sign:gateway"), Ok(Capability::Sign("gateway".into())));
+        assert_eq!(Capability::parse("seal:tenants"), Ok(Capability::Seal("tenants".into())));
         assert!(Capability::parse("sign:").is_err());
         assert!(Capability::parse("sign:a b").is_err());
-        assert!(
-            Capability::parse("net")
-                .unwrap_err()
-                .contains("unknown capability `net`")
-        );
+        assert!(Capability::parse("net").unwrap_err().contains("unknown capability `net`"));
     }
 
     /// Imports are allowed exactly when their capability was granted.
@@ -152,9 +130,7 @@ mod tests {
         assert_eq!(none.allow_import("wasi:cli/stdout@0.2.6"), Ok(()));
         assert_eq!(
             none.allow_import("edgeward:policy/kv@0.1.0"),
-            Err(ImportRefusal::NotGranted {
-                capability: "\"kv\""
-            })
+            Err(ImportRefusal::NotGranted { capability: "\"kv\"" })
         );
         let kv = Grants::parse(["kv", "sign:gateway"]).unwrap();
         assert_eq!(kv.allow_import("edgeward:policy/kv@0.1.0"), Ok(()));
@@ -162,13 +138,8 @@ mod tests {
         assert!(kv.sign("gateway") && !kv.sign("other"));
         assert_eq!(
             kv.allow_import("edgeward:policy/kv@0.2.0"),
-            Err(ImportRefusal::Version {
-                found: "0.2.0".into()
-            })
+            Err(ImportRefusal::Version { found: "0.2.0".into() })
         );
-        assert_eq!(
-            kv.allow_import("acme:net/http@1.0.0"),
-            Err(ImportRefusal::Unknown)
-        );
+        assert_eq!(kv.allow_import("acme:net/http@1.0.0"), Err(ImportRefusal::Unknown));
     }
 }

@@ -75,22 +75,12 @@ impl Engine {
             })
             .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        Ok(Engine {
-            engine,
-            linker,
-            cache_dir,
-            stop_ticker,
-        })
+        Ok(Engine { engine, linker, cache_dir, stop_ticker })
     }
 
     /// Compile `wasm` (or load it from the cache), check its imports against
     /// `grants` and pre-link it. `name` labels errors.
-    pub fn prepare(
-        &self,
-        name: &str,
-        wasm: &[u8],
-        grants: Grants,
-    ) -> Result<Prepared, ModuleError> {
+    pub fn prepare(&self, name: &str, wasm: &[u8], grants: Grants) -> Result<Prepared, ModuleError> {
         let hash = hex::encode(Sha256::digest(wasm));
         let component = self.compile(name, wasm, &hash)?;
 
@@ -103,55 +93,37 @@ impl Engine {
             let module = name.to_string();
             let import = import.to_string();
             return Err(match refusal {
-                ImportRefusal::NotGranted { capability } => ModuleError::NotGranted {
-                    module,
-                    import,
-                    capability,
-                },
-                ImportRefusal::Version { found } => ModuleError::WitVersion {
-                    module,
-                    import,
-                    found,
-                },
+                ImportRefusal::NotGranted { capability } => {
+                    ModuleError::NotGranted { module, import, capability }
+                }
+                ImportRefusal::Version { found } => ModuleError::WitVersion { module, import, found },
                 ImportRefusal::Unknown => ModuleError::UnknownImport { module, import },
             });
         }
 
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| ModuleError::Link {
-                    module: name.to_string(),
-                    reason: format!("{e:#}"),
-                })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::Link { module: name.to_string(), reason: format!("{e:#}") })?;
         let pre = RulePre::new(instance_pre).map_err(|e| ModuleError::Exports {
             module: name.to_string(),
             reason: format!(
                 "{e:#} (a rule exports `init`, `process` and `tick` of {WIT_PACKAGE}@{WIT_VERSION}; build it with edgeward-sdk)"
             ),
         })?;
-        Ok(Prepared {
-            name: name.to_string(),
-            hash,
-            pre,
-            grants: Arc::new(grants),
-        })
+        Ok(Prepared { name: name.to_string(), hash, pre, grants: Arc::new(grants) })
     }
 
     /// The compiled form of `wasm`, from the cache when it holds one made by
     /// an engine with this exact configuration.
     fn compile(&self, name: &str, wasm: &[u8], hash: &str) -> Result<Component, ModuleError> {
-        let not_component = |e: wasmtime::Error| ModuleError::Compile {
-            module: name.to_string(),
-            reason: format!("{e:#}"),
-        };
+        let not_component =
+            |e: wasmtime::Error| ModuleError::Compile { module: name.to_string(), reason: format!("{e:#}") };
         let Some(dir) = &self.cache_dir else {
             return Component::new(&self.engine, wasm).map_err(not_component);
         };
         let mut engine_hash = std::hash::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
+        self.engine.precompile_compatibility_hash().hash(&mut engine_hash);
         let path = dir.join(format!("{hash}-{:016x}.cwasm", engine_hash.finish()));
         if path.is_file() {
             // SAFETY: the cache lives in the gateway's private state directory
@@ -165,11 +137,7 @@ impl Engine {
         }
         let started = Instant::now();
         let component = Component::new(&self.engine, wasm).map_err(not_component)?;
-        tracing::debug!(
-            module = name,
-            ms = started.elapsed().as_millis() as u64,
-            "compiled"
-        );
+        tracing::debug!(module = name, ms = started.elapsed().as_millis() as u64, "compiled");
         if let Err(e) = component
             .serialize()
             .map_err(|e| e.to_string())
@@ -236,11 +204,7 @@ impl Instance {
     /// Instantiate `prepared` and run its `init`.
     pub fn start(prepared: Arc<Prepared>, ctx: InstanceContext) -> Result<Self, ModuleError> {
         let live = Self::instantiate(&prepared, &ctx)?;
-        Ok(Instance {
-            prepared,
-            ctx,
-            live: Some(live),
-        })
+        Ok(Instance { prepared, ctx, live: Some(live) })
     }
 
     fn instantiate(prepared: &Prepared, ctx: &InstanceContext) -> Result<Live, ModuleError> {
@@ -256,25 +220,16 @@ impl Instance {
         store.limiter(|state| &mut state.limiter);
         // A fresh store's deadline is 0: set it before instantiating or the start traps.
         store.set_epoch_deadline(ticks(ctx.limits.init_timeout));
-        let rule = prepared.pre.instantiate(&mut store).map_err(|e| {
-            fault(
-                &module,
-                "instantiate",
-                ctx.limits.init_timeout,
-                store.data_mut(),
-                e,
-            )
-        })?;
-        match rule.call_init(&mut store, &ctx.config_json) {
+        let rule = prepared
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| fault(&module, "instantiate", ctx.limits.init_timeout, store.data_mut(), e))?;
+        let result = rule.call_init(&mut store, &ctx.config_json);
+        store.data_mut().flush_kv();
+        match result {
             Ok(Ok(())) => Ok(Live { store, rule }),
             Ok(Err(reason)) => Err(ModuleError::InitRejected { module, reason }),
-            Err(e) => Err(fault(
-                &module,
-                "init",
-                ctx.limits.init_timeout,
-                store.data_mut(),
-                e,
-            )),
+            Err(e) => Err(fault(&module, "init", ctx.limits.init_timeout, store.data_mut(), e)),
         }
     }
 
@@ -306,27 +261,19 @@ impl Instance {
         let live = match &mut self.live {
             Some(live) => live,
             // The last recycle failed: try again now rather than never.
-            None => self
-                .live
-                .insert(Self::instantiate(&self.prepared, &self.ctx)?),
+            None => self.live.insert(Self::instantiate(&self.prepared, &self.ctx)?),
         };
-        live.store
-            .set_epoch_deadline(ticks(self.ctx.limits.call_timeout));
+        live.store.set_epoch_deadline(ticks(self.ctx.limits.call_timeout));
         live.store.data_mut().last_guest_error = None;
-        match f(&live.rule, &mut live.store) {
+        let result = f(&live.rule, &mut live.store);
+        // Writes made before a trap are kept too: the state a rule saved is its own.
+        live.store.data_mut().flush_kv();
+        match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(reason)) => Err(ModuleError::Rejected {
-                module: self.ctx.label.to_string(),
-                reason,
-            }),
+            Ok(Err(reason)) => Err(ModuleError::Rejected { module: self.ctx.label.to_string(), reason }),
             Err(e) => {
-                let error = fault(
-                    &self.ctx.label,
-                    what,
-                    self.ctx.limits.call_timeout,
-                    live.store.data_mut(),
-                    e,
-                );
+                let error =
+                    fault(&self.ctx.label, what, self.ctx.limits.call_timeout, live.store.data_mut(), e);
                 self.recycle();
                 Err(error)
             }
@@ -339,10 +286,7 @@ impl Instance {
         self.live = match Self::instantiate(&self.prepared, &self.ctx) {
             Ok(live) => Some(live),
             Err(e) => {
-                tracing::error!(
-                    module = self.label(),
-                    "cannot restart the module after a fault: {e}"
-                );
+                tracing::error!(module = self.label(), "cannot restart the module after a fault: {e}");
                 None
             }
         };
@@ -364,26 +308,14 @@ fn fault(
 ) -> ModuleError {
     let module = module.to_string();
     if std::mem::take(&mut state.limiter.exceeded) {
-        return ModuleError::MemoryLimit {
-            module,
-            call,
-            limit_mib: state.limiter.max_bytes >> 20,
-        };
+        return ModuleError::MemoryLimit { module, call, limit_mib: state.limiter.max_bytes >> 20 };
     }
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-        return ModuleError::Timeout {
-            module,
-            call,
-            limit_ms: timeout.as_millis() as u64,
-        };
+        return ModuleError::Timeout { module, call, limit_ms: timeout.as_millis() as u64 };
     }
     let mut reason = format!("{e:#}");
     if let Some(guest) = state.last_guest_error.take() {
         reason = format!("{guest} ({reason})");
     }
-    ModuleError::Trap {
-        module,
-        call,
-        reason,
-    }
+    ModuleError::Trap { module, call, reason }
 }

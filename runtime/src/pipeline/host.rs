@@ -7,6 +7,7 @@ use super::bindings::edgeward::policy::{clock, kv, log, sealer, signer, types};
 use super::capability::Grants;
 use crate::clock::Clock;
 use crate::state::StateStore;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, bail};
@@ -28,6 +29,10 @@ pub struct ModuleState {
     state: StateStore,
     clock: Clock,
     pub(crate) limiter: MemoryCap,
+    /// kv writes of the current call, applied to the state store after the
+    /// call returns, in one transaction: disk I/O never counts against the
+    /// module's deadline, and a call's writes land together.
+    kv_writes: BTreeMap<String, Option<Vec<u8>>>,
     /// The last error-level line the guest logged during the current call:
     /// the SDK logs a panic's message there just before the trap.
     pub(crate) last_guest_error: Option<String>,
@@ -48,14 +53,23 @@ impl ModuleState {
             grants,
             state,
             clock,
-            limiter: MemoryCap {
-                max_bytes: memory_limit,
-                exceeded: false,
-            },
+            limiter: MemoryCap { max_bytes: memory_limit, exceeded: false },
+            kv_writes: BTreeMap::new(),
             last_guest_error: None,
             // Grants nothing: no preopened files, no sockets, no environment, no stdio.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
+        }
+    }
+
+    /// Apply the kv writes of the last call to the state store.
+    pub(crate) fn flush_kv(&mut self) {
+        if self.kv_writes.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.kv_writes);
+        if let Err(e) = self.state.kv_apply(&self.label, writes) {
+            tracing::error!(module = &*self.label, "module state not saved: {e}");
         }
     }
 
@@ -84,11 +98,7 @@ impl ResourceLimiter for MemoryCap {
     ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.exceeded = true;
-            bail!(
-                "memory limit of {} MiB reached (wanted {} bytes)",
-                self.max_bytes >> 20,
-                desired
-            );
+            bail!("memory limit of {} MiB reached (wanted {} bytes)", self.max_bytes >> 20, desired);
         }
         Ok(true)
     }
@@ -105,10 +115,7 @@ impl ResourceLimiter for MemoryCap {
 
 impl WasiView for ModuleState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -151,7 +158,10 @@ impl kv::Host for ModuleState {
         if !self.grants.kv() {
             return Err(self.denied("kv"));
         }
-        Ok(self.state.kv_get(&self.label, &key)?)
+        match self.kv_writes.get(&key) {
+            Some(pending) => Ok(pending.clone()),
+            None => Ok(self.state.kv_get(&self.label, &key)?),
+        }
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
@@ -166,34 +176,30 @@ impl kv::Host for ModuleState {
                 value.len()
             );
         }
-        Ok(self.state.kv_set(&self.label, &key, &value)?)
+        self.kv_writes.insert(key, Some(value));
+        Ok(())
     }
 
     fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         if !self.grants.kv() {
             return Err(self.denied("kv"));
         }
-        Ok(self.state.kv_delete(&self.label, &key)?)
+        self.kv_writes.insert(key, None);
+        Ok(())
     }
 }
 
 impl signer::Host for ModuleState {
     fn describe(&mut self, key: String) -> wasmtime::Result<Result<signer::KeyInfo, String>> {
         if !self.grants.sign(&key) {
-            return Ok(Err(format!(
-                "capability `sign:{key}` is not granted to module `{}`",
-                self.label
-            )));
+            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
         }
         Ok(Err(format!("no signing key `{key}` is configured")))
     }
 
     fn sign(&mut self, key: String, _tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
         if !self.grants.sign(&key) {
-            return Ok(Err(format!(
-                "capability `sign:{key}` is not granted to module `{}`",
-                self.label
-            )));
+            return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
         }
         Ok(Err(format!("no signing key `{key}` is configured")))
     }
@@ -212,8 +218,6 @@ impl sealer::Host for ModuleState {
                 self.label
             )));
         }
-        Ok(Err(format!(
-            "no recipient set `{recipients}` is configured"
-        )))
+        Ok(Err(format!("no recipient set `{recipients}` is configured")))
     }
 }

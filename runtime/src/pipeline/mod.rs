@@ -29,31 +29,19 @@ pub enum ModuleError {
     #[error("wasm engine: {0}")]
     Engine(String),
     #[error("module `{module}`: cannot read {path}: {reason}")]
-    Read {
-        module: String,
-        path: String,
-        reason: String,
-    },
+    Read { module: String, path: String, reason: String },
     #[error("module `{module}` is not a valid WebAssembly component: {reason}")]
     Compile { module: String, reason: String },
     #[error(
         "module `{module}` imports `{import}` but is not granted it: add {capability} to `capabilities` in [module.{module}]"
     )]
-    NotGranted {
-        module: String,
-        import: String,
-        capability: &'static str,
-    },
+    NotGranted { module: String, import: String, capability: &'static str },
     #[error(
         "module `{module}` was built against `{import}` (version {found}); this gateway provides {}@{}",
         bindings::WIT_PACKAGE,
         bindings::WIT_VERSION
     )]
-    WitVersion {
-        module: String,
-        import: String,
-        found: String,
-    },
+    WitVersion { module: String, import: String, found: String },
     #[error("module `{module}` imports `{import}`, which this gateway does not provide")]
     UnknownImport { module: String, import: String },
     #[error("module `{module}` cannot be linked: {reason}")]
@@ -65,27 +53,11 @@ pub enum ModuleError {
     #[error("module `{module}` returned an error: {reason}")]
     Rejected { module: String, reason: String },
     #[error("module `{module}` trapped in `{call}`: {reason}")]
-    Trap {
-        module: String,
-        call: &'static str,
-        reason: String,
-    },
-    #[error(
-        "module `{module}` exceeded its time limit of {limit_ms} ms in `{call}` and was stopped"
-    )]
-    Timeout {
-        module: String,
-        call: &'static str,
-        limit_ms: u64,
-    },
-    #[error(
-        "module `{module}` exceeded its memory limit of {limit_mib} MiB in `{call}` and was stopped"
-    )]
-    MemoryLimit {
-        module: String,
-        call: &'static str,
-        limit_mib: usize,
-    },
+    Trap { module: String, call: &'static str, reason: String },
+    #[error("module `{module}` exceeded its time limit of {limit_ms} ms in `{call}` and was stopped")]
+    Timeout { module: String, call: &'static str, limit_ms: u64 },
+    #[error("module `{module}` exceeded its memory limit of {limit_mib} MiB in `{call}` and was stopped")]
+    MemoryLimit { module: String, call: &'static str, limit_mib: usize },
 }
 
 impl ModuleError {
@@ -130,11 +102,7 @@ pub struct Processed {
 impl Pipeline {
     /// A pipeline of started instances, in order.
     pub fn new(profile: String, on_error: OnError, stages: Vec<Instance>) -> Self {
-        Pipeline {
-            profile,
-            on_error,
-            stages,
-        }
+        Pipeline { profile, on_error, stages }
     }
 
     pub fn profile(&self) -> &str {
@@ -158,11 +126,7 @@ impl Pipeline {
                         Verdict::Forward(next) => msg = next,
                         Verdict::Drop(reason) => {
                             let module = stage.label().to_string();
-                            return Processed {
-                                fate: Fate::Dropped { module, reason },
-                                effects,
-                                faults,
-                            };
+                            return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
                         }
                     }
                 }
@@ -172,20 +136,12 @@ impl Pipeline {
                     faults.push(error);
                     if self.on_error == OnError::Drop {
                         let module = stage.label().to_string();
-                        return Processed {
-                            fate: Fate::Dropped { module, reason },
-                            effects,
-                            faults,
-                        };
+                        return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
                     }
                 }
             }
         }
-        Processed {
-            fate: Fate::Forwarded(msg),
-            effects,
-            faults,
-        }
+        Processed { fate: Fate::Forwarded(msg), effects, faults }
     }
 
     /// Let every module act on the passage of time.

@@ -25,10 +25,8 @@ impl Sink for StdoutSink {
             OutputFormat::Text => record.to_text(),
         };
         // One locked write per line, so lines of different sinks never interleave.
-        writeln!(std::io::stdout().lock(), "{line}").map_err(|source| SinkError::Io {
-            sink: "stdout".into(),
-            source,
-        })
+        writeln!(std::io::stdout().lock(), "{line}")
+            .map_err(|source| SinkError::Io { sink: "stdout".into(), source })
     }
 }
 
@@ -40,29 +38,16 @@ pub struct FileSink {
 
 impl FileSink {
     pub fn open(path: &Path, kind: &str) -> Result<Self, SinkError> {
-        let io = |source| SinkError::Io {
-            sink: format!("{kind} file {}", path.display()),
-            source,
-        };
+        let io = |source| SinkError::Io { sink: format!("{kind} file {}", path.display()), source };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
-        Ok(FileSink {
-            path: path.to_path_buf(),
-            out: BufWriter::new(file),
-        })
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+        Ok(FileSink { path: path.to_path_buf(), out: BufWriter::new(file) })
     }
 
     fn io(&self, source: std::io::Error) -> SinkError {
-        SinkError::Io {
-            sink: format!("file {}", self.path.display()),
-            source,
-        }
+        SinkError::Io { sink: format!("file {}", self.path.display()), source }
     }
 }
 

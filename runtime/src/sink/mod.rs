@@ -23,36 +23,18 @@ const SINK_QUEUE: usize = 1024;
 #[derive(Debug, Clone)]
 pub enum Record {
     /// A message a profile forwarded, for the uplink.
-    Uplink {
-        id: String,
-        topic: String,
-        profile: String,
-        message: Message,
-    },
+    Uplink { id: String, topic: String, profile: String, message: Message },
     /// A local alarm.
-    Alarm {
-        profile: String,
-        at_ms: u64,
-        alarm: Alarm,
-    },
+    Alarm { profile: String, at_ms: u64, alarm: Alarm },
     /// A command for a local actuator.
-    Command {
-        profile: String,
-        at_ms: u64,
-        command: Command,
-    },
+    Command { profile: String, at_ms: u64, command: Command },
 }
 
 impl Record {
     /// The record as one JSON object (the JSON-lines format).
     pub fn to_json(&self) -> Value {
         match self {
-            Record::Uplink {
-                id,
-                topic,
-                profile,
-                message,
-            } => {
+            Record::Uplink { id, topic, profile, message } => {
                 let r = &message.reading;
                 json!({
                     "kind": "uplink",
@@ -72,11 +54,7 @@ impl Record {
                     "body": base64::engine::general_purpose::STANDARD.encode(&message.envelope.body),
                 })
             }
-            Record::Alarm {
-                profile,
-                at_ms,
-                alarm,
-            } => json!({
+            Record::Alarm { profile, at_ms, alarm } => json!({
                 "kind": "alarm",
                 "profile": profile,
                 "at": format_rfc3339_ms(*at_ms),
@@ -86,11 +64,7 @@ impl Record {
                 "state": alarm.state.as_str(),
                 "text": alarm.text,
             }),
-            Record::Command {
-                profile,
-                at_ms,
-                command,
-            } => json!({
+            Record::Command { profile, at_ms, command } => json!({
                 "kind": "command",
                 "profile": profile,
                 "at": format_rfc3339_ms(*at_ms),
@@ -135,12 +109,9 @@ impl Record {
                 alarm.code,
                 alarm.text
             ),
-            Record::Command { at_ms, command, .. } => format!(
-                "{} command {} {}",
-                format_rfc3339_ms(*at_ms),
-                command.actuator,
-                command.payload
-            ),
+            Record::Command { at_ms, command, .. } => {
+                format!("{} command {} {}", format_rfc3339_ms(*at_ms), command.actuator, command.payload)
+            }
         }
     }
 }
@@ -167,11 +138,7 @@ pub trait Sink: Send + 'static {
 }
 
 /// Build the sink a config section describes.
-pub fn from_config(
-    config: &SinkConfig,
-    loaded: &Loaded,
-    kind: &str,
-) -> Result<Box<dyn Sink>, SinkError> {
+pub fn from_config(config: &SinkConfig, loaded: &Loaded, kind: &str) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match config {
         SinkConfig::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkConfig::File { path } => Box::new(FileSink::open(&loaded.resolve(path), kind)?),
@@ -198,14 +165,7 @@ impl SinkSet {
         let (uplink, a) = spawn("uplink", uplink);
         let (alarm, b) = spawn("alarm", alarm);
         let (actuator, c) = spawn("actuator", actuator);
-        (
-            SinkSet {
-                uplink,
-                alarm,
-                actuator,
-            },
-            vec![a, b, c],
-        )
+        (SinkSet { uplink, alarm, actuator }, vec![a, b, c])
     }
 
     /// The sender for `record`'s kind.

@@ -44,18 +44,13 @@ impl Series {
     fn new(sensor: SimSensor, seed: u64) -> Self {
         // Each sensor's stream depends on the seed and its name only, so
         // adding a sensor does not change the others' readings.
-        let name_hash = sensor.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let name_hash = sensor
+            .name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ name_hash);
         let battery = rng.random_range(70.0..100.0);
-        Series {
-            sensor,
-            rng,
-            packet_id: 0,
-            battery,
-            fever: None,
-        }
+        Series { sensor, rng, packet_id: 0, battery, fever: None }
     }
 
     /// Gaussian-ish noise from the sum of uniforms: cheap and bounded.
@@ -98,10 +93,7 @@ impl Series {
                     Some((_, peak)) => peak + self.noise(0.1),
                     None => base + self.noise(0.08),
                 };
-                vec![
-                    (BATTERY, self.battery.round()),
-                    (TEMPERATURE, round(temperature, 2)),
-                ]
+                vec![(BATTERY, self.battery.round()), (TEMPERATURE, round(temperature, 2))]
             }
         }
     }
@@ -115,10 +107,7 @@ impl Series {
             address: self.sensor.address,
             rssi: Some(-60 + self.noise(6.0) as i16),
             received_ms: now_ms,
-            payload: Payload::ServiceData {
-                uuid16: bthome::SERVICE_UUID16,
-                data,
-            },
+            payload: Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data },
         }
     }
 }
@@ -172,26 +161,13 @@ mod tests {
     use super::*;
 
     fn sensor(model: SimModel) -> SimSensor {
-        SimSensor {
-            name: "s".into(),
-            address: [1, 2, 3, 4, 5, 6],
-            model,
-            interval_ms: 60_000,
-        }
+        SimSensor { name: "s".into(), address: [1, 2, 3, 4, 5, 6], model, interval_ms: 60_000 }
     }
 
     async fn collect(model: SimModel, seed: u64, hours: u64) -> Vec<Frame> {
         let (tx, mut rx) = mpsc::channel(100_000);
         let clock = Clock::manual(0);
-        run(
-            vec![sensor(model)],
-            seed,
-            clock,
-            0,
-            Some(hours * 3_600_000),
-            tx,
-        )
-        .await;
+        run(vec![sensor(model)], seed, clock, 0, Some(hours * 3_600_000), tx).await;
         let mut frames = Vec::new();
         while let Ok(f) = rx.try_recv() {
             frames.push(f);
@@ -205,12 +181,7 @@ mod tests {
             .map(|f| {
                 let Payload::ServiceData { data, .. } = &f.payload;
                 let packet = bthome::decode(data, None, None).unwrap();
-                packet
-                    .values
-                    .iter()
-                    .find(|v| v.name == "temperature")
-                    .unwrap()
-                    .value
+                packet.values.iter().find(|v| v.name == "temperature").unwrap().value
             })
             .collect()
     }
@@ -230,9 +201,7 @@ mod tests {
     #[tokio::test]
     async fn room_follows_a_daily_curve() {
         let t = temperatures(&collect(SimModel::Room, 1, 24).await);
-        let (min, max) = t
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let (min, max) = t.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         assert!(min < 17.8 && max > 21.2, "min {min} max {max}");
     }
 
@@ -243,10 +212,6 @@ mod tests {
         let fever = t.iter().filter(|v| **v > 38.0).count();
         let normal = t.iter().filter(|v| (36.0..37.5).contains(*v)).count();
         assert!(fever > 0, "no fever in 3 days");
-        assert!(
-            normal > t.len() / 2,
-            "mostly normal: {normal} of {}",
-            t.len()
-        );
+        assert!(normal > t.len() / 2, "mostly normal: {normal} of {}", t.len());
     }
 }

@@ -5,9 +5,7 @@
 
 use crate::clock::Clock;
 use crate::config::{Loaded, OnError, SensorFormat, SourceKind, parse_mac};
-use crate::pipeline::{
-    Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared,
-};
+use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
 use crate::state::StateStore;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -43,6 +41,9 @@ pub struct ProfileRuntime {
     pub pipeline: Pipeline,
     pub tick_interval: Duration,
     pub topic: String,
+    /// The profile's time: the gateway clock, or under a full-speed
+    /// simulation the time of the last message it handled.
+    pub clock: Clock,
 }
 
 /// What a loaded module is, for `check` and `status`.
@@ -76,13 +77,9 @@ pub fn build(
     for (name, module) in &config.modules {
         let (bytes, source) = module_bytes(loaded, name, module.wasm.get_ref())?;
         let grants = Grants::parse(module.capabilities.iter().map(|c| c.get_ref().as_str()))
-            .map_err(|reason| ModuleError::Link {
-                module: name.clone(),
-                reason,
-            })?;
+            .map_err(|reason| ModuleError::Link { module: name.clone(), reason })?;
         let ready = engine.prepare(name, &bytes, grants)?;
-        let config_json =
-            serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
+        let config_json = serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
         modules.push(ModuleSummary {
             name: name.clone(),
             source,
@@ -95,6 +92,7 @@ pub fn build(
     let sandbox = &config.sandbox;
     let mut profiles = BTreeMap::new();
     for (profile_name, profile) in &config.profiles {
+        let profile_clock = clock.fork();
         let mut stages = Vec::with_capacity(profile.modules.len());
         for module_name in &profile.modules {
             let module_name = module_name.get_ref();
@@ -105,16 +103,14 @@ pub fn build(
                     module.call_timeout_ms.unwrap_or(sandbox.call_timeout_ms),
                 ),
                 init_timeout: Duration::from_millis(sandbox.init_timeout_ms),
-                memory_bytes: (module.memory_limit_mib.unwrap_or(sandbox.memory_limit_mib)
-                    as usize)
-                    << 20,
+                memory_bytes: (module.memory_limit_mib.unwrap_or(sandbox.memory_limit_mib) as usize) << 20,
             };
             let ctx = InstanceContext {
                 label: format!("{profile_name}/{module_name}").into(),
                 config_json: config_json.clone(),
                 limits,
                 state: state.clone(),
-                clock: clock.clone(),
+                clock: profile_clock.clone(),
             };
             stages.push(Instance::start(ready.clone(), ctx)?);
         }
@@ -128,6 +124,7 @@ pub fn build(
                     .topic
                     .replace("{gateway}", &config.gateway.id)
                     .replace("{profile}", profile_name),
+                clock: profile_clock,
             },
         );
     }
@@ -148,11 +145,7 @@ pub fn build(
         })
         .collect();
 
-    Ok(Built {
-        sensors,
-        profiles,
-        modules,
-    })
+    Ok(Built { sensors, profiles, modules })
 }
 
 /// The component bytes of a module, and where they came from.

@@ -31,11 +31,7 @@ const FRAME_QUEUE: usize = 4096;
 pub fn clock_for(loaded: &Loaded) -> Clock {
     let config = &loaded.config;
     let simulating = config.sensors.iter().any(|s| s.source == SourceKind::Sim);
-    let start = config
-        .sim
-        .start
-        .as_deref()
-        .and_then(crate::clock::parse_rfc3339_ms);
+    let start = config.sim.start.as_deref().and_then(crate::clock::parse_rfc3339_ms);
     match (simulating, config.sim.speed) {
         (false, _) => Clock::real(),
         (true, 0.0) => Clock::manual(start.unwrap_or_else(wall_ms)),
@@ -46,15 +42,12 @@ pub fn clock_for(loaded: &Loaded) -> Clock {
 
 /// Run the gateway described by `loaded` until its sources end (a finite
 /// simulation) or `shutdown` completes. Returns the final counters.
-pub async fn run(
-    loaded: Loaded,
-    shutdown: impl Future<Output = ()>,
-) -> Result<Arc<Counters>, BuildError> {
+pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<Arc<Counters>, BuildError> {
     let config = &loaded.config;
     let clock = clock_for(&loaded);
     let state_dir = loaded.state_dir();
     let state = StateStore::open(&state_dir)?;
-    let engine = Engine::new(Some(state_dir.join("modules")))?;
+    let engine = Engine::new(Some(loaded.cache_dir()))?;
     let built = block_in_place(|| build(&loaded, &engine, &state, &clock))?;
     let counters = Arc::new(Counters::default());
 
@@ -70,13 +63,7 @@ pub async fn run(
     for (profile, runtime) in built.profiles {
         let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
         routes.insert(profile, tx);
-        pipelines.spawn(run_pipeline(
-            runtime,
-            rx,
-            sinks.clone(),
-            clock.clone(),
-            counters.clone(),
-        ));
+        pipelines.spawn(run_pipeline(runtime, rx, sinks.clone(), counters.clone()));
     }
     drop(sinks);
 
@@ -100,20 +87,9 @@ pub async fn run(
     if !simulated.is_empty() {
         let start = clock.now_ms();
         let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
-        sources.spawn(sim::run(
-            simulated,
-            config.sim.seed,
-            clock.clone(),
-            start,
-            end,
-            frames_tx.clone(),
-        ));
+        sources.spawn(sim::run(simulated, config.sim.seed, clock.clone(), start, end, frames_tx.clone()));
     }
-    for sensor in config
-        .sensors
-        .iter()
-        .filter(|s| s.source == SourceKind::Ble)
-    {
+    for sensor in config.sensors.iter().filter(|s| s.source == SourceKind::Ble) {
         tracing::warn!(sensor = %sensor.name, "this build has no BLE source yet; the sensor gets no readings");
     }
     drop(frames_tx);
@@ -125,13 +101,8 @@ pub async fn run(
         profiles = routes.len(),
         "started"
     );
-    let router = tokio::spawn(route(
-        frames_rx,
-        built.sensors,
-        routes,
-        config.gateway.id.clone(),
-        counters.clone(),
-    ));
+    let router =
+        tokio::spawn(route(frames_rx, built.sensors, routes, config.gateway.id.clone(), counters.clone()));
 
     let sources_done = async { while sources.join_next().await.is_some() {} };
     tokio::select! {
@@ -148,11 +119,7 @@ pub async fn run(
     for task in sink_tasks {
         let _ = task.await;
     }
-    let summary: Vec<String> = counters
-        .snapshot()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
     tracing::info!("stopped: {}", summary.join(" "));
     Ok(counters)
 }
@@ -172,11 +139,7 @@ async fn route(
             Counters::add(&counters.unknown_sender, 1);
             continue;
         };
-        let sensor_ref = SensorRef {
-            name: &sensor.name,
-            address: &sensor.address,
-            format: sensor.format,
-        };
+        let sensor_ref = SensorRef { name: &sensor.name, address: &sensor.address, format: sensor.format };
         let message = match decode_frame(&frame, &sensor_ref) {
             Ok(message) => message,
             Err(e) => {
@@ -202,18 +165,11 @@ impl MessageIds {
     fn new(gateway: &str) -> Self {
         // Distinguishes restarts without persisting a counter.
         let boot = (wall_ms() ^ (u64::from(std::process::id()) << 40)) & 0xffff_ffff_ffff;
-        MessageIds {
-            prefix: format!("{gateway}-{boot:012x}"),
-            next: AtomicU64::new(1),
-        }
+        MessageIds { prefix: format!("{gateway}-{boot:012x}"), next: AtomicU64::new(1) }
     }
 
     fn next(&self) -> String {
-        format!(
-            "{}-{}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -223,9 +179,9 @@ async fn run_pipeline(
     mut runtime: ProfileRuntime,
     mut messages: mpsc::Receiver<(String, Message)>,
     sinks: SinkSet,
-    clock: Clock,
     counters: Arc<Counters>,
 ) {
+    let clock = runtime.clock.clone();
     let profile = runtime.pipeline.profile().to_string();
     let tick_ms = runtime.tick_interval.as_millis().max(1) as u64;
     let mut next_tick = clock.now_ms() + tick_ms;
@@ -237,6 +193,7 @@ async fn run_pipeline(
                 Counters::add(&counters.messages, 1);
                 let sensor = message.reading.sensor.clone();
                 let at_ms = message.reading.received_ms;
+                clock.advance_to(at_ms);
                 // Module calls are synchronous and bounded by their deadline.
                 let processed = block_in_place(|| runtime.pipeline.process(message));
                 Counters::add(&counters.module_faults, processed.faults.len() as u64);
@@ -273,33 +230,13 @@ async fn sleep_for(wait: Option<std::time::Duration>) {
     }
 }
 
-async fn deliver_effects(
-    sinks: &SinkSet,
-    profile: &str,
-    at_ms: u64,
-    effects: Effects,
-    counters: &Counters,
-) {
+async fn deliver_effects(sinks: &SinkSet, profile: &str, at_ms: u64, effects: Effects, counters: &Counters) {
     Counters::add(&counters.alarms, effects.alarms.len() as u64);
     Counters::add(&counters.commands, effects.commands.len() as u64);
     for alarm in effects.alarms {
-        let _ = sinks
-            .alarm
-            .send(Record::Alarm {
-                profile: profile.to_string(),
-                at_ms,
-                alarm,
-            })
-            .await;
+        let _ = sinks.alarm.send(Record::Alarm { profile: profile.to_string(), at_ms, alarm }).await;
     }
     for command in effects.commands {
-        let _ = sinks
-            .actuator
-            .send(Record::Command {
-                profile: profile.to_string(),
-                at_ms,
-                command,
-            })
-            .await;
+        let _ = sinks.actuator.send(Record::Command { profile: profile.to_string(), at_ms, command }).await;
     }
 }

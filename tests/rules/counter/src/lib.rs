@@ -20,9 +20,7 @@ impl Rule for Counter {
     type Config = Config;
 
     fn new(config: Config) -> Result<Self, String> {
-        Ok(Counter {
-            trap_every: config.trap_every,
-        })
+        Ok(Counter { trap_every: config.trap_every })
     }
 
     fn process(&mut self, mut msg: Message) -> Result<Outcome, String> {
@@ -31,9 +29,7 @@ impl Rule for Counter {
         if self.trap_every.is_some_and(|n| count.is_multiple_of(n)) {
             panic!("trap at message {count}");
         }
-        msg.reading
-            .measurements
-            .push(Measurement::new("count", "", count as f64));
+        msg.reading.measurements.push(Measurement::new("count", "", count as f64));
         Ok(Outcome::forward(msg))
     }
 }
