@@ -120,7 +120,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         let _ = task.await;
     }
     let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
-    tracing::info!("stopped: {}", summary.join(" "));
+    let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
+    tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
     Ok(counters)
 }
 
