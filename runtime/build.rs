@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Built-in modules, shipped inside the binary: (crate directory, name in `builtin:NAME`).
-const BUILTIN: &[&str] = &["alarm", "heating"];
+const BUILTIN: &[&str] = &["alarm", "heating", "seal", "sign"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

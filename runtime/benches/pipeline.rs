@@ -62,6 +62,7 @@ fn host_message(t_ms: u64, celsius: f64) -> Message {
             ],
         },
         envelope: Envelope { content_type: "application/senml+cbor".into(), body: vec![0u8; 64] },
+        path: Vec::new(),
     }
 }
 
@@ -78,7 +79,11 @@ fn native_message(t_ms: u64, celsius: f64) -> edgeward_sdk::Message {
     reading.rssi = Some(-60);
     edgeward_sdk::Message {
         reading,
-        envelope: edgeward_sdk::Envelope { content_type: "application/senml+cbor".into(), body: vec![0u8; 64] },
+        envelope: edgeward_sdk::Envelope {
+            content_type: "application/senml+cbor".into(),
+            body: vec![0u8; 64],
+        },
+        path: Vec::new(),
     }
 }
 
@@ -109,7 +114,8 @@ impl Host {
     }
 
     fn instance(&self, name: &str, wasm: &[u8], config: &str, grants: &[&str]) -> Instance {
-        let prepared = self.engine.prepare(name, wasm, Grants::parse(grants.iter().copied()).unwrap()).unwrap();
+        let prepared =
+            self.engine.prepare(name, wasm, Grants::parse(grants.iter().copied()).unwrap()).unwrap();
         let ctx = InstanceContext {
             label: format!("bench/{name}").into(),
             config_json: config.into(),
@@ -120,6 +126,7 @@ impl Host {
             },
             state: self.state.clone(),
             clock: Clock::manual(0),
+            keyring: Default::default(),
         };
         Instance::start(Arc::new(prepared), ctx).unwrap()
     }
@@ -180,7 +187,8 @@ fn bench_call_overhead() -> f64 {
 /// speed, with a fresh state directory, and the cache cold or warm.
 fn demo_rss() -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let demo = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo.toml")).unwrap();
+    let demo =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo.toml")).unwrap();
     let mut config: toml::Table = demo.parse().unwrap();
     let set = |config: &mut toml::Table, table: &str, key: &str, value: toml::Value| {
         config.get_mut(table).unwrap().as_table_mut().unwrap().insert(key.into(), value);
@@ -212,7 +220,9 @@ fn main() {
     // useful either: always run, it takes under a minute.
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l[l.find(':').unwrap() + 2..].to_string()))
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l[l.find(':').unwrap() + 2..].to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let (wasm, native) = bench_pipeline();

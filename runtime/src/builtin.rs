@@ -5,6 +5,8 @@
 const MODULES: &[(&str, &[u8])] = &[
     ("alarm", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-alarm.wasm"))),
     ("heating", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-heating.wasm"))),
+    ("seal", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-seal.wasm"))),
+    ("sign", include_bytes!(concat!(env!("EDGEWARD_GUEST_DIR"), "/builtin-sign.wasm"))),
 ];
 
 /// The component of the built-in module `name`.

@@ -8,6 +8,7 @@ use edgeward::config::{self, Loaded};
 use edgeward::pipeline::Engine;
 use edgeward::state::StateStore;
 use edgeward::topology::{self, BuildError};
+use edgeward::trust::keys::{self, KeyKind};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,23 @@ enum Command {
         #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
         config: PathBuf,
     },
+    /// Create a key pair: the secret key file (mode 0600) and FILE.pub beside it.
+    ///
+    /// Ed25519 for a gateway's signing identity or a sensor's production key;
+    /// X25519 for a tenant app that opens sealed messages. Prints the public
+    /// key in the form a configuration quotes.
+    Keygen {
+        /// Where to write the secret key (never overwritten).
+        out: PathBuf,
+        /// The kind of key.
+        #[arg(long, value_enum, default_value_t = KeyKindArg::Ed25519)]
+        kind: KeyKindArg,
+    },
+    /// Sensors' persisted state.
+    Sensor {
+        #[command(subcommand)]
+        command: SensorCommand,
+    },
     /// Validate a configuration as `run` would, loading and initialising every module.
     Check {
         /// The configuration file.
@@ -45,12 +63,35 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum SensorCommand {
+    /// Forget a sensor's replay counter, after a deliberate re-key or a
+    /// battery swap that reset it; its next reading starts a new window.
+    Reset {
+        /// The sensor's name in the configuration.
+        name: String,
+        /// The configuration file (for the state directory).
+        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyKindArg {
+    /// Signatures: a gateway or a sensor.
+    Ed25519,
+    /// Key agreement: an app that opens sealed messages.
+    X25519,
+}
+
 fn main() -> ExitCode {
     edgeward::telemetry::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config, json } => check(config, json),
+        Command::Keygen { out, kind } => keygen(out, kind),
+        Command::Sensor { command: SensorCommand::Reset { name, config } } => sensor_reset(config, name),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -65,7 +106,7 @@ fn main() -> ExitCode {
 
 /// Errors that a change to the configuration (or its module files) fixes.
 fn is_config_error(e: &BuildError) -> bool {
-    matches!(e, BuildError::Config(_) | BuildError::Module(_))
+    matches!(e, BuildError::Config(_) | BuildError::Module(_) | BuildError::Key(_))
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
@@ -133,4 +174,33 @@ fn build_for_check(loaded: &Loaded) -> anyhow::Result<topology::Built> {
     let engine = Engine::new(cache).map_err(BuildError::from)?;
     let clock = topology::clock_for(loaded);
     Ok(topology::build(loaded, &engine, &state, &clock)?)
+}
+
+fn keygen(out: PathBuf, kind: KeyKindArg) -> anyhow::Result<()> {
+    let kind = match kind {
+        KeyKindArg::Ed25519 => KeyKind::Ed25519,
+        KeyKindArg::X25519 => KeyKind::X25519,
+    };
+    let public = keys::generate(kind, &out)?;
+    eprintln!(
+        "secret key written to {} (mode 0600); public key in {}",
+        out.display(),
+        keys::public_path(&out).display()
+    );
+    println!("{public}");
+    Ok(())
+}
+
+fn sensor_reset(path: PathBuf, name: String) -> anyhow::Result<()> {
+    let loaded = config::load(&path)?;
+    if !loaded.config.sensors.iter().any(|s| s.name == name) {
+        anyhow::bail!("{}: no sensor named `{name}`", path.display());
+    }
+    let state = StateStore::open(&loaded.state_dir())?;
+    if state.replay_reset(&name)? {
+        println!("sensor `{name}`: replay counter forgotten; its next reading starts a new window");
+    } else {
+        println!("sensor `{name}`: had no replay counter yet");
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! restart. For now that is each module's key-value state; the outbox and the
 //! replay counters join it later. One file to back up or inspect.
 
+use crate::trust::replay::{self, CounterWidth, ReplayError, Window};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,15 @@ impl StateStore {
                  key       TEXT NOT NULL,
                  value     BLOB NOT NULL,
                  PRIMARY KEY (namespace, key)
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS replay (
+                 sensor TEXT PRIMARY KEY,
+                 high   INTEGER NOT NULL,
+                 seen   INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS sim_counter (
+                 sensor TEXT PRIMARY KEY,
+                 next   INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )
         .map_err(sqlite)?;
@@ -109,6 +119,58 @@ impl StateStore {
     }
 }
 
+impl StateStore {
+    /// Check `seq` of `sensor` against its persisted replay window and, when
+    /// fresh, record it. The outer error is the store's; the inner one the verdict.
+    pub fn replay_accept(
+        &self,
+        sensor: &str,
+        seq: u64,
+        width: CounterWidth,
+    ) -> Result<Result<(), ReplayError>, StateError> {
+        let conn = self.conn();
+        let stored: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT high, seen FROM replay WHERE sensor = ?1")
+            .and_then(|mut s| s.query_row(params![sensor], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(|e| self.sqlite(e))?;
+        let window = stored.map(|(high, seen)| Window { high: high as u64, seen: seen as u32 });
+        let updated = match replay::check(window, seq, width) {
+            Ok(updated) => updated,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        conn.prepare_cached(
+            "INSERT INTO replay (sensor, high, seen) VALUES (?1, ?2, ?3)
+             ON CONFLICT (sensor) DO UPDATE SET high = excluded.high, seen = excluded.seen",
+        )
+        .and_then(|mut s| s.execute(params![sensor, updated.high as i64, i64::from(updated.seen)]))
+        .map_err(|e| self.sqlite(e))?;
+        Ok(Ok(()))
+    }
+
+    /// Forget `sensor`'s replay window (a deliberate re-key or a battery
+    /// swap that reset its counter). True when there was one.
+    pub fn replay_reset(&self, sensor: &str) -> Result<bool, StateError> {
+        self.conn()
+            .execute("DELETE FROM replay WHERE sensor = ?1", params![sensor])
+            .map(|n| n > 0)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The next counter a simulated sensor sends (its "flash"), advanced by one.
+    pub fn sim_next_counter(&self, sensor: &str) -> Result<u64, StateError> {
+        let conn = self.conn();
+        conn.query_row(
+            "INSERT INTO sim_counter (sensor, next) VALUES (?1, 2)
+             ON CONFLICT (sensor) DO UPDATE SET next = next + 1
+             RETURNING next - 1",
+            params![sensor],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(|e| self.sqlite(e))
+    }
+}
+
 /// Create `dir` (and parents) readable only by this user: it holds state and,
 /// later, keys.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -135,6 +197,31 @@ mod tests {
         assert_eq!(store.kv_get("home/heating", "k").unwrap().as_deref(), Some(&b"other"[..]));
         store.kv_apply("home/alarm", [("k".to_string(), None)]).unwrap();
         assert_eq!(store.kv_get("home/alarm", "k").unwrap(), None);
+    }
+
+    /// The replay window persists: a replay after reopening is refused, and a reset forgets it.
+    #[test]
+    fn replay_window_persists_and_resets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.replay_accept("w", 7, CounterWidth::Bits64).unwrap(), Ok(()));
+        drop(store);
+        let store = StateStore::open(dir.path()).unwrap();
+        assert!(store.replay_accept("w", 7, CounterWidth::Bits64).unwrap().is_err());
+        assert!(store.replay_accept("other", 7, CounterWidth::Bits64).unwrap().is_ok());
+        assert!(store.replay_reset("w").unwrap());
+        assert_eq!(store.replay_accept("w", 1, CounterWidth::Bits64).unwrap(), Ok(()));
+    }
+
+    /// A simulated sensor's counter keeps counting across reopening.
+    #[test]
+    fn sim_counter_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.sim_next_counter("s").unwrap(), 1);
+        assert_eq!(store.sim_next_counter("s").unwrap(), 2);
+        drop(store);
+        assert_eq!(StateStore::open(dir.path()).unwrap().sim_next_counter("s").unwrap(), 3);
     }
 
     /// The state directory is created private to its owner.

@@ -26,8 +26,10 @@ pub struct Counters {
     pub frames: AtomicU64,
     /// Frames from addresses not configured as sensors (ignored).
     pub unknown_sender: AtomicU64,
-    /// Frames that could not be decoded (dropped).
+    /// Frames that could not be decoded or failed verification (dropped).
     pub decode_errors: AtomicU64,
+    /// Signed readings refused as replays.
+    pub replays: AtomicU64,
     /// Messages that entered a pipeline.
     pub messages: AtomicU64,
     /// Messages a pipeline forwarded to the uplink.
@@ -54,6 +56,7 @@ impl Counters {
             ("frames", get(&self.frames)),
             ("unknown_sender", get(&self.unknown_sender)),
             ("decode_errors", get(&self.decode_errors)),
+            ("replays", get(&self.replays)),
             ("messages", get(&self.messages)),
             ("forwarded", get(&self.forwarded)),
             ("dropped", get(&self.dropped)),

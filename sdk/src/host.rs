@@ -62,6 +62,35 @@ pub mod kv {
     }
 }
 
+/// Signing with a gateway key that never enters the rule; needs the
+/// capability `sign:KEY` for each key used.
+pub mod signer {
+    use super::imports;
+    pub use crate::bindings::edgeward::policy::signer::KeyInfo;
+
+    /// The key id (COSE `kid`) and algorithm (COSE `alg`) of the key named `key`.
+    pub fn describe(key: &str) -> Result<KeyInfo, String> {
+        imports::signer::describe(key)
+    }
+
+    /// Sign `tbs` with the key named `key`.
+    pub fn sign(key: &str, tbs: &[u8]) -> Result<Vec<u8>, String> {
+        imports::signer::sign(key, tbs)
+    }
+}
+
+/// End-to-end encryption to a recipient set configured in the gateway;
+/// needs the capability `seal:NAME` for each set used.
+pub mod sealer {
+    use super::imports;
+
+    /// Seal `plaintext` for the recipient set `recipients`, authenticating
+    /// `aad` too. Returns the complete COSE object.
+    pub fn seal(recipients: &str, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, String> {
+        imports::sealer::seal(recipients, aad, plaintext)
+    }
+}
+
 /// Log at a level with `format!` arguments.
 #[doc(hidden)]
 #[macro_export]

@@ -67,7 +67,7 @@ pub use bindings::edgeward::policy::types::{
     Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
     Severity, Verdict,
 };
-pub use host::{clock, kv, log};
+pub use host::{clock, kv, log, sealer, signer};
 
 /// A policy rule: one value per instance, created by [`Rule::new`] from the
 /// rule's configuration table, then called for every message.

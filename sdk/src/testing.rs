@@ -17,11 +17,19 @@ use crate::{Level, Rule};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+/// Signs `tbs` with the named key, standing in for the gateway's signer.
+pub type SignFn = Box<dyn Fn(&str, &[u8]) -> Result<Vec<u8>, String>>;
+/// Seals a plaintext for the named recipient set, standing in for the gateway's sealer.
+pub type SealFn = Box<dyn Fn(&str, &[u8], &[u8]) -> Result<Vec<u8>, String>>;
+
 #[derive(Default)]
 struct Host {
     now_ms: u64,
     kv: BTreeMap<String, Vec<u8>>,
     logs: Vec<(Level, String)>,
+    /// Key name → (kid, signing function).
+    signers: BTreeMap<String, (Vec<u8>, std::rc::Rc<SignFn>)>,
+    sealer: Option<std::rc::Rc<SealFn>>,
 }
 
 thread_local! {
@@ -48,6 +56,19 @@ pub fn logs() -> Vec<(Level, String)> {
     HOST.with_borrow(|h| h.logs.clone())
 }
 
+/// Make the key `name` (with key id `kid`) available to [`crate::signer`],
+/// signing with `sign`.
+pub fn set_signer(name: &str, kid: &[u8], sign: impl Fn(&str, &[u8]) -> Result<Vec<u8>, String> + 'static) {
+    let sign: SignFn = Box::new(sign);
+    HOST.with_borrow_mut(|h| h.signers.insert(name.to_string(), (kid.to_vec(), std::rc::Rc::new(sign))));
+}
+
+/// Make [`crate::sealer`] seal with `seal`.
+pub fn set_sealer(seal: impl Fn(&str, &[u8], &[u8]) -> Result<Vec<u8>, String> + 'static) {
+    let seal: SealFn = Box::new(seal);
+    HOST.with_borrow_mut(|h| h.sealer = Some(std::rc::Rc::new(seal)));
+}
+
 /// Create a rule from a JSON configuration, as the gateway's `init` does.
 pub fn init<R: Rule>(config_json: &str) -> Result<R, String> {
     let config: R::Config =
@@ -72,6 +93,34 @@ pub mod native {
         use super::HOST;
         pub fn now_ms() -> u64 {
             HOST.with_borrow(|h| h.now_ms)
+        }
+    }
+
+    pub mod signer {
+        use super::HOST;
+        use crate::bindings::edgeward::policy::signer::KeyInfo;
+
+        fn find(key: &str) -> Result<(Vec<u8>, std::rc::Rc<super::super::SignFn>), String> {
+            HOST.with_borrow(|h| h.signers.get(key).cloned())
+                .ok_or_else(|| format!("no signing key `{key}` (testing::set_signer)"))
+        }
+
+        pub fn describe(key: &str) -> Result<KeyInfo, String> {
+            find(key).map(|(kid, _)| KeyInfo { kid, alg: -8 })
+        }
+
+        pub fn sign(key: &str, tbs: &[u8]) -> Result<Vec<u8>, String> {
+            let (_, sign) = find(key)?;
+            sign(key, tbs)
+        }
+    }
+
+    pub mod sealer {
+        use super::HOST;
+
+        pub fn seal(recipients: &str, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, String> {
+            let seal = HOST.with_borrow(|h| h.sealer.clone()).ok_or("no sealer (testing::set_sealer)")?;
+            seal(recipients, aad, plaintext)
         }
     }
 

@@ -33,7 +33,11 @@ impl Measurement {
 impl Message {
     /// A message for a reading, with an empty envelope; handy in tests.
     pub fn from_reading(reading: Reading) -> Self {
-        Message { reading, envelope: Envelope { content_type: String::new(), body: Vec::new() } }
+        Message {
+            reading,
+            envelope: Envelope { content_type: String::new(), body: Vec::new() },
+            path: Vec::new(),
+        }
     }
 }
 

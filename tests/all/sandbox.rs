@@ -38,6 +38,7 @@ impl Fixture {
             limits: LIMITS,
             state: self.state.clone(),
             clock: Clock::manual(0),
+            keyring: Default::default(),
         };
         Instance::start(Arc::new(prepared), ctx)
     }
@@ -56,6 +57,7 @@ fn message(value: f64) -> Message {
             measurements: vec![Measurement { name: "temperature".into(), unit: "Cel".into(), value }],
         },
         envelope: Envelope { content_type: "application/senml+cbor".into(), body: vec![0x80] },
+        path: Vec::new(),
     }
 }
 

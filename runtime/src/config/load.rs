@@ -2,8 +2,9 @@
 //! between tables, addresses, capabilities. Every error carries the file,
 //! line and key, so a person can go straight to the mistake.
 
-use super::{Config, SourceKind};
+use super::{Config, SensorFormat, SourceKind};
 use crate::builtin;
+use crate::trust::keys::{self, KeyKind};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::ops::Range;
@@ -185,6 +186,27 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 format!("sensor `{}` has source = \"sim\" but no `sim = {{ model = ... }}`", sensor.name),
             ));
         }
+        if sensor.format == SensorFormat::SignedGatt {
+            match &sensor.key {
+                Some(key) => {
+                    if let Err(e) =
+                        keys::parse_verifying_key(key.get_ref(), &format!("sensor `{}`", sensor.name))
+                    {
+                        return Err(src.at(key, e.to_string()));
+                    }
+                }
+                None if sensor.sim.as_ref().is_some_and(|s| s.key.is_some()) => {}
+                None => {
+                    return Err(src.at(
+                        &sensor.address,
+                        format!(
+                            "sensor `{}` is signed-gatt but has no `key = \"ed25519:…\"` to verify its readings",
+                            sensor.name
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(sim) = &sensor.sim
             && !positive(sim.interval_s)
         {
@@ -238,8 +260,36 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
             }
         }
         for capability in &module.capabilities {
-            if let Err(why) = crate::pipeline::Capability::parse(capability.get_ref()) {
+            use crate::pipeline::Capability;
+            let missing = match Capability::parse(capability.get_ref()) {
+                Err(why) => Some(why),
+                Ok(Capability::Sign(key)) if !config.signers.contains_key(&key) => Some(format!(
+                    "`sign:{key}` names no signing key; define [signer.{key}] (defined: {})",
+                    list(config.signers.keys())
+                )),
+                Ok(Capability::Seal(set)) if !config.recipients.contains_key(&set) => Some(format!(
+                    "`seal:{set}` names no recipient set; define [recipients.{set}] (defined: {})",
+                    list(config.recipients.keys())
+                )),
+                Ok(_) => None,
+            };
+            if let Some(why) = missing {
                 return Err(src.at(capability, format!("module `{name}`: {why}")));
+            }
+        }
+    }
+
+    for (name, set) in &config.recipients {
+        if set.keys.is_empty() {
+            return Err(first_line(format!("[recipients.{name}] lists no keys")));
+        }
+        if !(16..=65536).contains(&set.pad_to) {
+            return Err(first_line(format!("[recipients.{name}] pad-to must be between 16 and 65536 bytes")));
+        }
+        for recipient in &set.keys {
+            let what = format!("recipient `{}` of [recipients.{name}]", recipient.kid);
+            if let Err(e) = keys::parse_public(KeyKind::X25519, recipient.key.get_ref(), &what) {
+                return Err(src.at(&recipient.key, e.to_string()));
             }
         }
     }
@@ -266,6 +316,11 @@ fn positive(x: f64) -> bool {
 fn list<'a>(names: impl IntoIterator<Item = &'a (impl AsRef<str> + ?Sized + 'a)>) -> String {
     let names: Vec<&str> = names.into_iter().map(AsRef::as_ref).collect();
     if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+/// `AA:BB:CC:DD:EE:FF` for six address bytes.
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// Parse `AA:BB:CC:DD:EE:FF` into its six bytes, most significant first.

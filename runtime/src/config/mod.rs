@@ -5,7 +5,7 @@
 
 mod load;
 
-pub use load::{ConfigError, Loaded, Located, load, load_str, parse_mac};
+pub use load::{ConfigError, Loaded, Located, format_mac, load, load_str, parse_mac};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -26,6 +26,12 @@ pub struct Config {
     /// Rule modules (WebAssembly components) and what each may do.
     #[serde(default, rename = "module")]
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// Gateway signing keys, by the name a `sign:NAME` capability uses.
+    #[serde(default, rename = "signer")]
+    pub signers: BTreeMap<String, SignerConfig>,
+    /// Recipient sets for end-to-end encryption, by the name a `seal:NAME` capability uses.
+    #[serde(default)]
+    pub recipients: BTreeMap<String, RecipientsConfig>,
     /// Sandbox limits applied to every module unless the module overrides them.
     #[serde(default)]
     pub sandbox: SandboxConfig,
@@ -82,6 +88,19 @@ pub struct SensorConfig {
     pub source: SourceKind,
     /// With `source = "sim"`: what the simulator makes it send.
     pub sim: Option<SimSensorConfig>,
+    /// `format = "signed-gatt"`: the sensor's Ed25519 production public key
+    /// (`ed25519:…`), the trust anchor for its readings. A simulated sensor
+    /// may leave it out: its public key then comes from `sim.key`.
+    pub key: Option<Spanned<String>>,
+    /// The key id the sensor puts in its signatures; default: its name.
+    pub kid: Option<String>,
+}
+
+impl SensorConfig {
+    /// The key id expected in this sensor's signatures.
+    pub fn kid(&self) -> &str {
+        self.kid.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// The wire format a sensor speaks.
@@ -91,6 +110,9 @@ pub enum SensorFormat {
     /// BTHome v2 advertisements (service data of UUID 0xFCD2).
     #[default]
     Bthome,
+    /// COSE_Sign1 readings signed with the sensor's production key, sent as
+    /// notifications of the edgeward sensor GATT service.
+    SignedGatt,
 }
 
 /// Where a sensor's frames come from.
@@ -113,6 +135,9 @@ pub struct SimSensorConfig {
     /// Seconds (of simulated time) between readings.
     #[serde(default = "SimSensorConfig::default_interval")]
     pub interval_s: f64,
+    /// For a simulated signed sensor: its private key file, as if burnt in at
+    /// the factory (generated when absent).
+    pub key: Option<PathBuf>,
 }
 
 impl SimSensorConfig {
@@ -130,6 +155,47 @@ pub enum SimModel {
     Room,
     /// Body temperature and heart rate of a wearable, with occasional fever episodes.
     Wearable,
+}
+
+/// `[signer.NAME]`: a gateway signing key, used by rules granted `sign:NAME`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SignerConfig {
+    /// The Ed25519 secret key file (mode 0600), as `edgeward keygen` writes it.
+    pub key: PathBuf,
+    /// The key id put in signatures; default: the gateway id.
+    pub kid: Option<String>,
+    /// Generate the key at start-up when the file does not exist.
+    #[serde(default)]
+    pub generate: bool,
+}
+
+/// `[recipients.NAME]`: who can open what rules granted `seal:NAME` seal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecipientsConfig {
+    /// The recipients' X25519 public keys.
+    pub keys: Vec<RecipientKeyConfig>,
+    /// Plaintexts are padded to a multiple of this many bytes before
+    /// sealing, so the ciphertext's length says little about its content.
+    #[serde(default = "RecipientsConfig::default_pad")]
+    pub pad_to: usize,
+}
+
+impl RecipientsConfig {
+    fn default_pad() -> usize {
+        256
+    }
+}
+
+/// One recipient of sealed messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecipientKeyConfig {
+    /// The recipient's key id; its app opens messages with the same id.
+    pub kid: String,
+    /// Its X25519 public key, `x25519:…` as `edgeward keygen --kind x25519` prints it.
+    pub key: Spanned<String>,
 }
 
 /// `[profile.NAME]`: a pipeline of rules.

@@ -4,10 +4,14 @@
 //! bytes; the same path serves real radios and the simulator.
 
 pub mod bthome;
-pub mod senml;
 
 use crate::config::SensorFormat;
 use crate::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading};
+use ed25519_dalek::{Signature, VerifyingKey};
+use edgeward_formats::{FormatError, cose, senml};
+
+/// The media type of a COSE_Sign1 envelope (RFC 9052 §2).
+pub const COSE_SIGN1: &str = "application/cose; cose-type=\"cose-sign1\"";
 
 /// What a source hands to the decoder.
 #[derive(Debug, Clone)]
@@ -26,6 +30,8 @@ pub struct Frame {
 pub enum Payload {
     /// Advertisement service data for a 16-bit service UUID.
     ServiceData { uuid16: u16, data: Vec<u8> },
+    /// A GATT notification of the edgeward sensor service's reading characteristic.
+    Notification { data: Vec<u8> },
 }
 
 /// Why a frame could not be decoded.
@@ -37,6 +43,34 @@ pub enum DecodeError {
     NotBthome { uuid16: u16 },
     #[error("the packet carries no measurements")]
     Empty,
+    #[error("signed reading: {0}")]
+    Cose(#[from] FormatError),
+    #[error("signed reading: alg {alg} is not EdDSA (-8) or Ed25519 (-19)")]
+    Algorithm { alg: i64 },
+    #[error("signed reading: kid {found:?} is not this sensor's ({expected:?})")]
+    UnknownKid { found: String, expected: String },
+    #[error("signed reading: no counter in the protected header")]
+    NoCounter,
+    #[error("signed reading: signature does not verify with the sensor's key")]
+    BadSignature,
+    #[error("downgrade: a signed sensor sent an unsigned advertisement")]
+    Downgrade,
+    #[error("a BTHome sensor sent a GATT notification")]
+    UnexpectedNotification,
+}
+
+impl DecodeError {
+    /// A short label for counters: what kind of rejection this is.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::BadSignature => "bad-signature",
+            DecodeError::UnknownKid { .. } => "unknown-kid",
+            DecodeError::Algorithm { .. } => "wrong-algorithm",
+            DecodeError::Downgrade => "downgrade",
+            DecodeError::Cose(_) | DecodeError::NoCounter => "malformed-cose",
+            _ => "malformed",
+        }
+    }
 }
 
 /// The sensor a frame belongs to, as far as decoding needs to know.
@@ -44,6 +78,10 @@ pub struct SensorRef<'a> {
     pub name: &'a str,
     pub address: &'a str,
     pub format: SensorFormat,
+    /// The key id its signatures carry.
+    pub kid: &'a str,
+    /// Its production public key, for signed sensors.
+    pub key: Option<&'a VerifyingKey>,
 }
 
 /// Decode `frame` from `sensor` into a message.
@@ -72,9 +110,57 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
                 authenticity: if packet.encrypted { Authenticity::MicVerified } else { Authenticity::None },
                 measurements,
             };
-            let envelope =
-                Envelope { content_type: senml::CONTENT_TYPE.to_string(), body: senml::encode(&reading) };
-            Ok(Message { reading, envelope })
+            let senml: Vec<senml::Measurement> = reading
+                .measurements
+                .iter()
+                .map(|m| senml::Measurement { name: m.name.clone(), unit: m.unit.clone(), value: m.value })
+                .collect();
+            let body = senml::encode(&reading.address, reading.received_ms, &senml);
+            let envelope = Envelope { content_type: senml::CONTENT_TYPE.to_string(), body };
+            Ok(Message { reading, envelope, path: Vec::new() })
         }
+        (Payload::Notification { data }, SensorFormat::SignedGatt) => decode_signed(frame, sensor, data),
+        (Payload::ServiceData { .. }, SensorFormat::SignedGatt) => Err(DecodeError::Downgrade),
+        (Payload::Notification { .. }, SensorFormat::Bthome) => Err(DecodeError::UnexpectedNotification),
     }
+}
+
+/// A signed reading: check the COSE_Sign1's algorithm, key id and signature
+/// against the sensor's production key. The replay check on its counter is
+/// the caller's (it needs the state store). The envelope is the sensor's
+/// COSE_Sign1, byte for byte, so anyone can verify it again later.
+fn decode_signed(frame: &Frame, sensor: &SensorRef<'_>, data: &[u8]) -> Result<Message, DecodeError> {
+    let sign1 = cose::parse_sign1(data)?;
+    if sign1.alg() != cose::ALG_EDDSA && sign1.alg() != cose::ALG_ED25519 {
+        return Err(DecodeError::Algorithm { alg: sign1.alg() });
+    }
+    if sign1.kid() != sensor.kid.as_bytes() {
+        return Err(DecodeError::UnknownKid {
+            found: String::from_utf8_lossy(sign1.kid()).into_owned(),
+            expected: sensor.kid.to_string(),
+        });
+    }
+    let seq = sign1.seq().ok_or(DecodeError::NoCounter)?;
+    let key = sensor.key.ok_or(DecodeError::BadSignature)?;
+    let signature = Signature::from_slice(sign1.signature()).map_err(|_| DecodeError::BadSignature)?;
+    key.verify_strict(&sign1.tbs(), &signature).map_err(|_| DecodeError::BadSignature)?;
+    let (measurements, sensor_time_ms) = senml::decode(sign1.payload())?;
+    if measurements.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let reading = Reading {
+        sensor: sensor.name.to_string(),
+        address: sensor.address.to_string(),
+        seq: Some(seq),
+        sensor_time_ms,
+        received_ms: frame.received_ms,
+        rssi: frame.rssi,
+        authenticity: Authenticity::SensorSigned,
+        measurements: measurements
+            .into_iter()
+            .map(|m| Measurement { name: m.name, unit: m.unit, value: m.value })
+            .collect(),
+    };
+    let envelope = Envelope { content_type: COSE_SIGN1.to_string(), body: data.to_vec() };
+    Ok(Message { reading, envelope, path: Vec::new() })
 }

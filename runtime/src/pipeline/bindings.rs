@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
 
 // `Message`, `Outcome` and `Effects` are already at this level (the world `use`s them).
 pub use self::edgeward::policy::types::{
-    Alarm, AlarmState, Authenticity, Command, Envelope, Measurement, Reading, Severity, Verdict,
+    Alarm, AlarmState, Authenticity, Command, Envelope, Hop, Measurement, Reading, Severity, Verdict,
 };
 
 /// The package and version of the contract this gateway implements.

@@ -11,11 +11,12 @@
 //!    poisons a component instance) and its state comes back from kv.
 
 use super::ModuleError;
-use super::bindings::{Effects, Message, Outcome, Rule, RulePre, WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{Effects, Hop, Message, Outcome, Rule, RulePre, WIT_PACKAGE, WIT_VERSION};
 use super::capability::{Grants, ImportRefusal};
 use super::host::ModuleState;
 use crate::clock::Clock;
 use crate::state::StateStore;
+use crate::trust::Keyring;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -81,8 +82,8 @@ impl Engine {
     /// Compile `wasm` (or load it from the cache), check its imports against
     /// `grants` and pre-link it. `name` labels errors.
     pub fn prepare(&self, name: &str, wasm: &[u8], grants: Grants) -> Result<Prepared, ModuleError> {
-        let hash = hex::encode(Sha256::digest(wasm));
-        let component = self.compile(name, wasm, &hash)?;
+        let hash: [u8; 32] = Sha256::digest(wasm).into();
+        let component = self.compile(name, wasm, &hex::encode(hash))?;
 
         let component_type = component.component_type();
         for (import, _) in component_type.imports(&self.engine) {
@@ -170,8 +171,8 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
 /// A module compiled, checked and pre-linked: instances start from here.
 pub struct Prepared {
     pub name: String,
-    /// SHA-256 of the component's bytes, hex.
-    pub hash: String,
+    /// SHA-256 of the component's bytes.
+    pub hash: [u8; 32],
     pre: RulePre<ModuleState>,
     grants: Arc<Grants>,
 }
@@ -186,12 +187,16 @@ pub struct InstanceContext {
     pub limits: Limits,
     pub state: StateStore,
     pub clock: Clock,
+    /// The gateway's keys, reachable only through granted host calls.
+    pub keyring: Arc<Keyring>,
 }
 
 /// One running instance of a module in one pipeline.
 pub struct Instance {
     prepared: Arc<Prepared>,
     ctx: InstanceContext,
+    /// This module as a message's path records it.
+    hop: Hop,
     live: Option<Live>,
 }
 
@@ -204,7 +209,8 @@ impl Instance {
     /// Instantiate `prepared` and run its `init`.
     pub fn start(prepared: Arc<Prepared>, ctx: InstanceContext) -> Result<Self, ModuleError> {
         let live = Self::instantiate(&prepared, &ctx)?;
-        Ok(Instance { prepared, ctx, live: Some(live) })
+        let hop = Hop { module: prepared.name.clone(), sha256: prepared.hash.to_vec() };
+        Ok(Instance { prepared, ctx, hop, live: Some(live) })
     }
 
     fn instantiate(prepared: &Prepared, ctx: &InstanceContext) -> Result<Live, ModuleError> {
@@ -214,6 +220,7 @@ impl Instance {
             prepared.grants.clone(),
             ctx.state.clone(),
             ctx.clock.clone(),
+            ctx.keyring.clone(),
             ctx.limits.memory_bytes,
         );
         let mut store = Store::new(prepared.pre.engine(), state);
@@ -233,9 +240,14 @@ impl Instance {
         }
     }
 
-    /// The module's content hash.
-    pub fn hash(&self) -> &str {
-        &self.prepared.hash
+    /// The module's content hash, hex.
+    pub fn hash(&self) -> String {
+        hex::encode(self.prepared.hash)
+    }
+
+    /// This module as a message's path records it.
+    pub fn hop(&self) -> &Hop {
+        &self.hop
     }
 
     /// `profile/module`.

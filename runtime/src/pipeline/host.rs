@@ -7,6 +7,7 @@ use super::bindings::edgeward::policy::{clock, kv, log, sealer, signer, types};
 use super::capability::Grants;
 use crate::clock::Clock;
 use crate::state::StateStore;
+use crate::trust::{ALG_EDDSA, Keyring, seal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -28,6 +29,8 @@ pub struct ModuleState {
     grants: Arc<Grants>,
     state: StateStore,
     clock: Clock,
+    /// Keys stay here: rules name them and never see them.
+    keyring: Arc<Keyring>,
     pub(crate) limiter: MemoryCap,
     /// kv writes of the current call, applied to the state store after the
     /// call returns, in one transaction: disk I/O never counts against the
@@ -46,6 +49,7 @@ impl ModuleState {
         grants: Arc<Grants>,
         state: StateStore,
         clock: Clock,
+        keyring: Arc<Keyring>,
         memory_limit: usize,
     ) -> Self {
         ModuleState {
@@ -53,6 +57,7 @@ impl ModuleState {
             grants,
             state,
             clock,
+            keyring,
             limiter: MemoryCap { max_bytes: memory_limit, exceeded: false },
             kv_writes: BTreeMap::new(),
             last_guest_error: None,
@@ -194,14 +199,20 @@ impl signer::Host for ModuleState {
         if !self.grants.sign(&key) {
             return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
         }
-        Ok(Err(format!("no signing key `{key}` is configured")))
+        Ok(match self.keyring.signers.get(&key) {
+            Some(signer) => Ok(signer::KeyInfo { kid: signer.kid.clone(), alg: ALG_EDDSA }),
+            None => Err(format!("no signing key `{key}` is configured")),
+        })
     }
 
-    fn sign(&mut self, key: String, _tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
+    fn sign(&mut self, key: String, tbs: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, String>> {
         if !self.grants.sign(&key) {
             return Ok(Err(format!("capability `sign:{key}` is not granted to module `{}`", self.label)));
         }
-        Ok(Err(format!("no signing key `{key}` is configured")))
+        Ok(match self.keyring.signers.get(&key) {
+            Some(signer) => Ok(signer.sign(&tbs)),
+            None => Err(format!("no signing key `{key}` is configured")),
+        })
     }
 }
 
@@ -209,8 +220,8 @@ impl sealer::Host for ModuleState {
     fn seal(
         &mut self,
         recipients: String,
-        _aad: Vec<u8>,
-        _plaintext: Vec<u8>,
+        aad: Vec<u8>,
+        plaintext: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, String>> {
         if !self.grants.seal(&recipients) {
             return Ok(Err(format!(
@@ -218,6 +229,9 @@ impl sealer::Host for ModuleState {
                 self.label
             )));
         }
-        Ok(Err(format!("no recipient set `{recipients}` is configured")))
+        Ok(match self.keyring.recipients.get(&recipients) {
+            Some(set) => seal::seal(&set.recipients, &aad, &plaintext, set.pad_to).map_err(|e| e.to_string()),
+            None => Err(format!("no recipient set `{recipients}` is configured")),
+        })
     }
 }

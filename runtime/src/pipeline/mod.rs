@@ -109,21 +109,21 @@ impl Pipeline {
         &self.profile
     }
 
-    /// `(profile/module, content hash)` of each module, in order.
-    pub fn modules(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.stages.iter().map(|s| (s.label(), s.hash()))
-    }
-
     /// Run `msg` through every module.
     pub fn process(&mut self, mut msg: Message) -> Processed {
         let mut effects = Effects::none();
         let mut faults = Vec::new();
         for stage in &mut self.stages {
+            msg.path.push(stage.hop().clone());
             match stage.process(&msg) {
                 Ok(outcome) => {
                     effects.extend(outcome.effects);
                     match outcome.verdict {
-                        Verdict::Forward(next) => msg = next,
+                        Verdict::Forward(mut next) => {
+                            // The path is the gateway's record, not the rule's to rewrite.
+                            std::mem::swap(&mut next.path, &mut msg.path);
+                            msg = next;
+                        }
                         Verdict::Drop(reason) => {
                             let module = stage.label().to_string();
                             return Processed { fate: Fate::Dropped { module, reason }, effects, faults };

@@ -7,6 +7,9 @@ use crate::clock::Clock;
 use crate::config::SimModel;
 use crate::decode::bthome;
 use crate::decode::{Frame, Payload};
+use crate::state::StateStore;
+use ed25519_dalek::{Signer as _, SigningKey};
+use edgeward_formats::{cose, senml};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
@@ -22,12 +25,24 @@ const HUMIDITY: u8 = 0x03;
 const DAY_MS: f64 = 86_400_000.0;
 
 /// One simulated sensor.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SimSensor {
     pub name: String,
     pub address: [u8; 6],
     pub model: SimModel,
     pub interval_ms: u64,
+    /// A signed sensor signs each reading like the real one: a COSE_Sign1
+    /// with its production key, sent as a GATT notification.
+    pub signing: Option<SimSigning>,
+}
+
+/// What a simulated signed sensor keeps in its "flash".
+#[derive(Clone)]
+pub struct SimSigning {
+    pub key: SigningKey,
+    pub kid: String,
+    /// Where its counter persists across restarts, as a real sensor's does.
+    pub state: StateStore,
 }
 
 /// A sensor's series: its model's state and its own random stream.
@@ -101,15 +116,50 @@ impl Series {
     fn frame(&mut self, now_ms: u64) -> Frame {
         self.packet_id = self.packet_id.wrapping_add(1);
         let objects = self.objects(now_ms);
-        let data = bthome::encode(&objects, Some(self.packet_id))
-            .expect("simulated values are within BTHome's ranges");
+        let payload = match &self.sensor.signing {
+            None => Payload::ServiceData {
+                uuid16: bthome::SERVICE_UUID16,
+                data: bthome::encode(&objects, Some(self.packet_id))
+                    .expect("simulated values are within BTHome's ranges"),
+            },
+            Some(signing) => {
+                Payload::Notification { data: signed_reading(signing, &self.sensor, now_ms, &objects) }
+            }
+        };
         Frame {
             address: self.sensor.address,
             rssi: Some(-60 + self.noise(6.0) as i16),
             received_ms: now_ms,
-            payload: Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data },
+            payload,
         }
     }
+}
+
+/// The reading as a signed sensor sends it: SenML-CBOR with its own time,
+/// in a COSE_Sign1 under its persisted counter.
+fn signed_reading(signing: &SimSigning, sensor: &SimSensor, now_ms: u64, objects: &[(u8, f64)]) -> Vec<u8> {
+    let measurements: Vec<senml::Measurement> = objects
+        .iter()
+        .map(|&(id, value)| {
+            let (name, unit) = match id {
+                BATTERY => ("battery", "%EL"),
+                TEMPERATURE => ("temperature", "Cel"),
+                _ => ("humidity", "%RH"),
+            };
+            senml::Measurement { name: name.into(), unit: unit.into(), value }
+        })
+        .collect();
+    let mac = crate::config::format_mac(&sensor.address);
+    let payload = senml::encode(&mac, now_ms, &measurements);
+    // A sensor whose counter store fails must not reuse a counter: skip ahead instead.
+    let seq = signing.state.sim_next_counter(&sensor.name).unwrap_or_else(|e| {
+        tracing::error!(sensor = %sensor.name, "simulated sensor counter: {e}");
+        now_ms
+    });
+    cose::build_sensor_sign1(signing.kid.as_bytes(), seq, &payload, |tbs| {
+        Ok::<_, std::convert::Infallible>(signing.key.sign(tbs).to_bytes().to_vec())
+    })
+    .expect("a well-formed sensor reading")
 }
 
 fn round(value: f64, decimals: i32) -> f64 {
@@ -161,7 +211,7 @@ mod tests {
     use super::*;
 
     fn sensor(model: SimModel) -> SimSensor {
-        SimSensor { name: "s".into(), address: [1, 2, 3, 4, 5, 6], model, interval_ms: 60_000 }
+        SimSensor { name: "s".into(), address: [1, 2, 3, 4, 5, 6], model, interval_ms: 60_000, signing: None }
     }
 
     async fn collect(model: SimModel, seed: u64, hours: u64) -> Vec<Frame> {
@@ -179,7 +229,9 @@ mod tests {
         frames
             .iter()
             .map(|f| {
-                let Payload::ServiceData { data, .. } = &f.payload;
+                let Payload::ServiceData { data, .. } = &f.payload else {
+                    panic!("unsigned sensors advertise")
+                };
                 let packet = bthome::decode(data, None, None).unwrap();
                 packet.values.iter().find(|v| v.name == "temperature").unwrap().value
             })

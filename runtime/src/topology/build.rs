@@ -7,6 +7,8 @@ use crate::clock::Clock;
 use crate::config::{Loaded, OnError, SensorFormat, SourceKind, parse_mac};
 use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
 use crate::state::StateStore;
+use crate::trust::{Keyring, keys};
+use ed25519_dalek::VerifyingKey;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ pub enum BuildError {
     Module(#[from] ModuleError),
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),
+    #[error(transparent)]
+    Key(#[from] crate::trust::keys::KeyError),
 }
 
 /// A configured sensor, found by its address.
@@ -34,6 +38,10 @@ pub struct SensorEntry {
     pub format: SensorFormat,
     pub source: SourceKind,
     pub profile: String,
+    /// The key id its signatures carry.
+    pub kid: String,
+    /// Its production public key (signed sensors).
+    pub key: Option<VerifyingKey>,
 }
 
 /// A profile's pipeline with its settings.
@@ -71,6 +79,7 @@ pub fn build(
     clock: &Clock,
 ) -> Result<Built, BuildError> {
     let config = &loaded.config;
+    let keyring = Arc::new(Keyring::load(loaded)?);
 
     let mut prepared: BTreeMap<&str, (Arc<Prepared>, Arc<str>)> = BTreeMap::new();
     let mut modules = Vec::new();
@@ -83,7 +92,7 @@ pub fn build(
         modules.push(ModuleSummary {
             name: name.clone(),
             source,
-            hash: ready.hash.clone(),
+            hash: hex::encode(ready.hash),
             size: bytes.len(),
         });
         prepared.insert(name, (Arc::new(ready), config_json.into()));
@@ -111,6 +120,7 @@ pub fn build(
                 limits,
                 state: state.clone(),
                 clock: profile_clock.clone(),
+                keyring: keyring.clone(),
             };
             stages.push(Instance::start(ready.clone(), ctx)?);
         }
@@ -129,21 +139,30 @@ pub fn build(
         );
     }
 
-    let sensors = config
-        .sensors
-        .iter()
-        .map(|s| {
-            let mac = parse_mac(s.address.get_ref()).expect("validated by the config loader");
-            let entry = SensorEntry {
-                name: s.name.clone(),
-                address: s.address.get_ref().to_uppercase(),
-                format: s.format,
-                source: s.source,
-                profile: s.profile.get_ref().clone(),
-            };
-            (mac, entry)
-        })
-        .collect();
+    let mut sensors = HashMap::new();
+    for s in &config.sensors {
+        let mac = parse_mac(s.address.get_ref()).expect("validated by the config loader");
+        let key = match (&s.key, s.sim.as_ref().and_then(|sim| sim.key.as_ref())) {
+            (Some(key), _) => {
+                Some(keys::parse_verifying_key(key.get_ref(), &format!("sensor `{}`", s.name))?)
+            }
+            // A simulated sensor's key is generated on first use, like a factory would.
+            (None, Some(path)) => {
+                Some(keys::load_or_generate_signing_key(&loaded.resolve(path), true)?.verifying_key())
+            }
+            (None, None) => None,
+        };
+        let entry = SensorEntry {
+            name: s.name.clone(),
+            address: s.address.get_ref().to_uppercase(),
+            format: s.format,
+            source: s.source,
+            profile: s.profile.get_ref().clone(),
+            kid: s.kid().to_string(),
+            key,
+        };
+        sensors.insert(mac, entry);
+    }
 
     Ok(Built { sensors, profiles, modules })
 }

@@ -7,13 +7,15 @@ mod build;
 pub use build::{BuildError, Built, ModuleSummary, ProfileRuntime, SensorEntry, build};
 
 use crate::clock::{Clock, wall_ms};
-use crate::config::{Loaded, SourceKind};
+use crate::config::{Loaded, SensorFormat, SourceKind};
 use crate::decode::{Frame, SensorRef, decode_frame};
+use crate::pipeline::bindings::Authenticity;
 use crate::pipeline::{Effects, Engine, Fate, Message};
 use crate::sink::{self, Record, SinkSet};
-use crate::source::sim::{self, SimSensor};
+use crate::source::sim::{self, SimSensor, SimSigning};
 use crate::state::StateStore;
 use crate::telemetry::Counters;
+use crate::trust::replay::CounterWidth;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -70,20 +72,25 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     // Sources.
     let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
     let mut sources = JoinSet::new();
-    let simulated: Vec<SimSensor> = config
-        .sensors
-        .iter()
-        .filter(|s| s.source == SourceKind::Sim)
-        .filter_map(|s| {
-            let sim = s.sim.as_ref()?;
-            Some(SimSensor {
-                name: s.name.clone(),
-                address: crate::config::parse_mac(s.address.get_ref())?,
-                model: sim.model,
-                interval_ms: (sim.interval_s * 1000.0).max(1.0) as u64,
-            })
-        })
-        .collect();
+    let mut simulated = Vec::new();
+    for s in config.sensors.iter().filter(|s| s.source == SourceKind::Sim) {
+        let Some(sim) = &s.sim else { continue };
+        let signing = match (&sim.key, s.format) {
+            (Some(path), SensorFormat::SignedGatt) => Some(SimSigning {
+                key: crate::trust::keys::load_or_generate_signing_key(&loaded.resolve(path), true)?,
+                kid: s.kid().to_string(),
+                state: state.clone(),
+            }),
+            _ => None,
+        };
+        simulated.push(SimSensor {
+            name: s.name.clone(),
+            address: crate::config::parse_mac(s.address.get_ref()).expect("validated by the config loader"),
+            model: sim.model,
+            interval_ms: (sim.interval_s * 1000.0).max(1.0) as u64,
+            signing,
+        });
+    }
     if !simulated.is_empty() {
         let start = clock.now_ms();
         let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
@@ -101,8 +108,14 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         profiles = routes.len(),
         "started"
     );
-    let router =
-        tokio::spawn(route(frames_rx, built.sensors, routes, config.gateway.id.clone(), counters.clone()));
+    let router = tokio::spawn(route(
+        frames_rx,
+        built.sensors,
+        routes,
+        state.clone(),
+        config.gateway.id.clone(),
+        counters.clone(),
+    ));
 
     let sources_done = async { while sources.join_next().await.is_some() {} };
     tokio::select! {
@@ -130,6 +143,7 @@ async fn route(
     mut frames: mpsc::Receiver<Frame>,
     sensors: HashMap<[u8; 6], SensorEntry>,
     routes: HashMap<String, mpsc::Sender<(String, Message)>>,
+    state: StateStore,
     gateway: String,
     counters: Arc<Counters>,
 ) {
@@ -140,15 +154,35 @@ async fn route(
             Counters::add(&counters.unknown_sender, 1);
             continue;
         };
-        let sensor_ref = SensorRef { name: &sensor.name, address: &sensor.address, format: sensor.format };
+        let sensor_ref = SensorRef {
+            name: &sensor.name,
+            address: &sensor.address,
+            format: sensor.format,
+            kid: &sensor.kid,
+            key: sensor.key.as_ref(),
+        };
         let message = match decode_frame(&frame, &sensor_ref) {
             Ok(message) => message,
             Err(e) => {
                 Counters::add(&counters.decode_errors, 1);
-                tracing::warn!(sensor = %sensor.name, "frame dropped: {e}");
+                tracing::warn!(sensor = %sensor.name, reason = e.kind(), "frame rejected: {e}");
                 continue;
             }
         };
+        if let (Authenticity::SensorSigned, Some(seq)) = (message.reading.authenticity, message.reading.seq) {
+            match block_in_place(|| state.replay_accept(&sensor.name, seq, CounterWidth::Bits64)) {
+                Ok(Ok(())) => {}
+                Ok(Err(replay)) => {
+                    Counters::add(&counters.replays, 1);
+                    tracing::warn!(sensor = %sensor.name, reason = "replay", "frame rejected: {replay}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(sensor = %sensor.name, "replay guard unavailable, frame rejected: {e}");
+                    continue;
+                }
+            }
+        }
         let route = &routes[&sensor.profile];
         if route.send((ids.next(), message)).await.is_err() {
             tracing::error!(profile = %sensor.profile, "pipeline stopped; message lost");

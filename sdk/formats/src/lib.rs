@@ -1,0 +1,25 @@
+//! edgeward's wire formats, shared by the gateway (native) and its
+//! WebAssembly rules, so both sides agree on every byte.
+//!
+//! - [`senml`]: readings as SenML-CBOR (RFC 8428), the payload of every
+//!   signed message.
+//! - [`cose`]: the sensor's COSE_Sign1 (RFC 9052), the gateway's RFC 9338
+//!   countersignature on it, and the gateway's own COSE_Sign1 attesting data
+//!   from sensors that do not sign.
+//!
+//! The crate does no cryptography and no I/O: building a signed structure
+//! takes a signing closure that is handed the exact to-be-signed bytes, and
+//! parsing returns the to-be-signed bytes for the caller to verify against.
+//! That keeps key material out of this crate and lets the same code run in
+//! a sandboxed guest (it builds for `wasm32-wasip2`: no clocks, threads or
+//! randomness). No input makes it panic or allocate more than a small
+//! multiple of the input's size.
+
+#![deny(missing_docs)]
+
+mod cbor;
+pub mod cose;
+mod error;
+pub mod senml;
+
+pub use error::{BuildError, FormatError};
