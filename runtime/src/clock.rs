@@ -2,8 +2,8 @@
 //! here, so a simulation can run faster than real time and every part of the
 //! gateway still agrees on what time it is.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, shared by everything that reads time.
@@ -15,7 +15,7 @@ enum Mode {
     /// Wall-clock time.
     Real,
     /// `start_ms` at `origin`, then `speed` simulated ms per real ms.
-    Scaled { start_ms: u64, origin: Instant, speed: f64 },
+    Scaled { start_ms: u64, origin: Mutex<Instant>, speed: f64 },
     /// Moved only by [`Clock::advance_to`]: the simulator at full speed.
     Manual(AtomicU64),
 }
@@ -28,7 +28,7 @@ impl Clock {
 
     /// A clock that starts at `start_ms` and runs `speed` times faster than real time.
     pub fn scaled(start_ms: u64, speed: f64) -> Self {
-        Clock(Arc::new(Mode::Scaled { start_ms, origin: Instant::now(), speed }))
+        Clock(Arc::new(Mode::Scaled { start_ms, origin: Mutex::new(Instant::now()), speed }))
     }
 
     /// A clock that only moves when told to.
@@ -41,9 +41,19 @@ impl Clock {
         match &*self.0 {
             Mode::Real => wall_ms(),
             Mode::Scaled { start_ms, origin, speed } => {
+                let origin = *origin.lock().unwrap_or_else(|p| p.into_inner());
                 start_ms + (origin.elapsed().as_secs_f64() * 1000.0 * speed) as u64
             }
             Mode::Manual(now) => now.load(Ordering::Acquire),
+        }
+    }
+
+    /// Start a scaled clock's run now: it reads its start time again. The
+    /// gateway calls this when its sources start, so a slow start-up (say,
+    /// compiling modules) does not eat into a simulation.
+    pub fn restart(&self) {
+        if let Mode::Scaled { origin, .. } = &*self.0 {
+            *origin.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         }
     }
 

@@ -2,6 +2,8 @@
 //! that knows about exit codes: 0 ok, 1 failure, 78 (EX_CONFIG) for a
 //! configuration that cannot be used, so systemd does not restart-loop on it.
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use edgeward::config::{self, Loaded};
@@ -47,10 +49,70 @@ enum Command {
         #[arg(long, value_enum, default_value_t = KeyKindArg::Ed25519)]
         kind: KeyKindArg,
     },
+    /// Decode one raw advertisement or notification (hex) to JSON, for
+    /// debugging and bug reports: BTHome v2 service data by default, or a
+    /// signed reading (COSE_Sign1) with `--signed`.
+    Decode {
+        /// The bytes, in hex (BTHome: the service data after the 0xFCD2 UUID).
+        hex: String,
+        /// The bytes are a signed reading (COSE_Sign1) rather than BTHome.
+        #[arg(long)]
+        signed: bool,
+        /// The sensor's public key (`ed25519:…`) to verify a signed reading with.
+        #[arg(long)]
+        key: Option<String>,
+        /// The key id the signed reading must carry (default: the one it has).
+        #[arg(long)]
+        kid: Option<String>,
+        /// BTHome: the 16-byte bindkey (hex) of an encrypted advertisement.
+        #[arg(long)]
+        bindkey: Option<String>,
+        /// The sender's Bluetooth address, AA:BB:CC:DD:EE:FF (BTHome encryption needs it).
+        #[arg(long)]
+        mac: Option<String>,
+    },
     /// Sensors' persisted state.
     Sensor {
         #[command(subcommand)]
         command: SensorCommand,
+    },
+    /// Verify the provenance of uplink messages offline: each sensor
+    /// signature and gateway countersignature, against a trust store of
+    /// public keys. Exits 1 when any message fails.
+    Verify {
+        /// JSON lines as a file uplink sink writes them (default: standard input).
+        input: Option<PathBuf>,
+        /// The trust store: `[sensors]` and `[gateways]` tables of `kid = "ed25519:…"`.
+        #[arg(long)]
+        trust: PathBuf,
+        /// One JSON verdict per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open sealed uplink messages as the tenants' app does: decrypt with the
+    /// app's key, verify the provenance inside, aggregate per sensor and show
+    /// the series (and optionally draw them as SVG). Exits 1 when any fails.
+    Open {
+        /// JSON lines as a file uplink sink writes them (default: standard input).
+        input: Option<PathBuf>,
+        /// The app's X25519 secret key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The app's key id, as in the gateway's `[recipients]`.
+        #[arg(long)]
+        kid: String,
+        /// The trust store of sensor and gateway public keys.
+        #[arg(long)]
+        trust: PathBuf,
+        /// Aggregation window in seconds.
+        #[arg(long, default_value_t = 900)]
+        window_s: u64,
+        /// Also draw the series into this SVG file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Print the aggregates as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a configuration as `run` would, loading and initialising every module.
     Check {
@@ -91,6 +153,22 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config, json } => check(config, json),
         Command::Keygen { out, kind } => keygen(out, kind),
+        Command::Decode { hex, signed, key, kid, bindkey, mac } => {
+            cli::decode::run(&hex, signed, key.as_deref(), kid.as_deref(), bindkey.as_deref(), mac.as_deref())
+        }
+        Command::Verify { input, trust, json } => {
+            cli::verify::run(input.as_deref(), &trust, json).and_then(|ok| all_passed(ok, "verification"))
+        }
+        Command::Open { input, key, kid, trust, window_s, svg, json } => cli::open::run(cli::open::Options {
+            input: input.as_deref(),
+            key: &key,
+            kid: &kid,
+            trust: &trust,
+            window_s,
+            svg: svg.as_deref(),
+            as_json: json,
+        })
+        .and_then(|ok| all_passed(ok, "opening")),
         Command::Sensor { command: SensorCommand::Reset { name, config } } => sensor_reset(config, name),
     };
     match result {
@@ -174,6 +252,11 @@ fn build_for_check(loaded: &Loaded) -> anyhow::Result<topology::Built> {
     let engine = Engine::new(cache).map_err(BuildError::from)?;
     let clock = topology::clock_for(loaded);
     Ok(topology::build(loaded, &engine, &state, &clock)?)
+}
+
+/// Turn "not everything passed" into the failure exit code.
+fn all_passed(ok: bool, what: &str) -> anyhow::Result<()> {
+    if ok { Ok(()) } else { anyhow::bail!("{what} failed for some messages") }
 }
 
 fn keygen(out: PathBuf, kind: KeyKindArg) -> anyhow::Result<()> {

@@ -60,6 +60,10 @@ impl StateStore {
                  high   INTEGER NOT NULL,
                  seen   INTEGER NOT NULL
              ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS meta (
+                 key   TEXT PRIMARY KEY,
+                 value BLOB NOT NULL
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS sim_counter (
                  sensor TEXT PRIMARY KEY,
                  next   INTEGER NOT NULL
@@ -153,6 +157,21 @@ impl StateStore {
         self.conn()
             .execute("DELETE FROM replay WHERE sensor = ?1", params![sensor])
             .map(|n| n > 0)
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// This gateway's secret salt for opaque topic ids, made on first use.
+    pub fn topic_salt(&self) -> Result<[u8; 32], StateError> {
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).expect("the operating system's random number generator");
+        let conn = self.conn();
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('topic-salt', ?1)", params![&fresh[..]])
+            .and_then(|_| {
+                conn.query_row("SELECT value FROM meta WHERE key = 'topic-salt'", [], |r| {
+                    r.get::<_, Vec<u8>>(0)
+                })
+            })
+            .map(|v| v.try_into().unwrap_or(fresh))
             .map_err(|e| self.sqlite(e))
     }
 

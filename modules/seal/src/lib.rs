@@ -52,9 +52,9 @@ impl Rule for Seal {
     }
 
     fn process(&mut self, mut msg: Message) -> Result<Outcome, String> {
-        // The content type travels inside, authenticated, so the app knows what it opened.
-        let aad = msg.envelope.content_type.as_bytes().to_vec();
-        let sealed = sealer::seal(&self.recipients, &aad, &msg.envelope.body)?;
+        // What is sealed is self-describing CBOR (a tagged COSE_Sign1 or a
+        // SenML pack), so no external data is needed to open it.
+        let sealed = sealer::seal(&self.recipients, b"", &msg.envelope.body)?;
         msg.envelope = Envelope { content_type: content_type(&sealed).to_string(), body: sealed };
         Ok(Outcome::forward(msg))
     }
@@ -83,7 +83,7 @@ mod tests {
         testing::reset();
         testing::set_sealer(|set, aad, pt| {
             assert_eq!(set, "tenants");
-            assert_eq!(aad, b"application/senml+cbor");
+            assert!(aad.is_empty());
             Ok([&[0xd0][..], pt].concat())
         });
         let mut rule: Seal = testing::init(r#"{"recipients":"tenants"}"#).unwrap();

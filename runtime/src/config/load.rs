@@ -230,6 +230,17 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 ));
             }
         }
+        let mut rest = profile.topic.as_str();
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+            let placeholder = &rest[open..close];
+            if !["{gateway}", "{profile}", "{sensor}", "{sensor-id}"].contains(&placeholder) {
+                return Err(first_line(format!(
+                    "profile `{name}`: topic placeholder `{placeholder}` is not one of {{gateway}}, {{profile}}, {{sensor}}, {{sensor-id}}"
+                )));
+            }
+            rest = &rest[close..];
+        }
         if !positive(profile.tick_interval_s) {
             return Err(first_line(format!("profile `{name}`: tick-interval-s must be greater than 0")));
         }

@@ -210,7 +210,8 @@ pub struct ProfileConfig {
     /// Seconds between `tick` calls, which let rules act on silence.
     #[serde(default = "ProfileConfig::default_tick")]
     pub tick_interval_s: f64,
-    /// The uplink topic; `{gateway}`, `{profile}` and `{sensor}` are replaced.
+    /// The uplink topic; `{gateway}`, `{profile}`, `{sensor}` and
+    /// `{sensor-id}` (an opaque per-sensor id, for privacy) are replaced.
     #[serde(default = "ProfileConfig::default_topic")]
     pub topic: String,
 }

@@ -144,7 +144,8 @@ fn decode_signed(frame: &Frame, sensor: &SensorRef<'_>, data: &[u8]) -> Result<M
     let key = sensor.key.ok_or(DecodeError::BadSignature)?;
     let signature = Signature::from_slice(sign1.signature()).map_err(|_| DecodeError::BadSignature)?;
     key.verify_strict(&sign1.tbs(), &signature).map_err(|_| DecodeError::BadSignature)?;
-    let (measurements, sensor_time_ms) = senml::decode(sign1.payload())?;
+    let pack = senml::decode(sign1.payload())?;
+    let (measurements, sensor_time_ms) = (pack.measurements, pack.base_time_ms);
     if measurements.is_empty() {
         return Err(DecodeError::Empty);
     }

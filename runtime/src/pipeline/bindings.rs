@@ -32,6 +32,14 @@ impl Effects {
     }
 }
 
+impl Message {
+    /// Is the envelope end-to-end encrypted (a COSE_Encrypt0 or COSE_Encrypt)?
+    /// Then nothing but the envelope may leave the gateway.
+    pub fn is_sealed(&self) -> bool {
+        self.envelope.content_type.contains("cose-type=\"cose-encrypt")
+    }
+}
+
 impl Authenticity {
     /// The name used in JSON output and the WIT.
     pub fn as_str(&self) -> &'static str {

@@ -34,6 +34,15 @@ impl Record {
     /// The record as one JSON object (the JSON-lines format).
     pub fn to_json(&self) -> Value {
         match self {
+            Record::Uplink { id, topic, profile, message } if message.is_sealed() => json!({
+                // Sealed: only what the broker would see.
+                "kind": "uplink",
+                "id": id,
+                "topic": topic,
+                "profile": profile,
+                "content_type": message.envelope.content_type,
+                "body": base64::engine::general_purpose::STANDARD.encode(&message.envelope.body),
+            }),
             Record::Uplink { id, topic, profile, message } => {
                 let r = &message.reading;
                 json!({
@@ -77,6 +86,12 @@ impl Record {
     /// The record as one short line for a person.
     pub fn to_text(&self) -> String {
         match self {
+            Record::Uplink { topic, message, .. } if message.is_sealed() => format!(
+                "{} uplink  {topic}  sealed  [{}, {} B]",
+                format_rfc3339_ms(message.reading.received_ms),
+                message.envelope.content_type,
+                message.envelope.body.len()
+            ),
             Record::Uplink { topic, message, .. } => {
                 let r = &message.reading;
                 let values: Vec<String> = r

@@ -4,11 +4,12 @@
 //! `edgeward check` runs exactly this, so what it accepts, `run` accepts.
 
 use crate::clock::Clock;
-use crate::config::{Loaded, OnError, SensorFormat, SourceKind, parse_mac};
+use crate::config::{Config, Loaded, OnError, SensorFormat, SourceKind, parse_mac};
 use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
 use crate::state::StateStore;
 use crate::trust::{Keyring, keys};
 use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -48,7 +49,8 @@ pub struct SensorEntry {
 pub struct ProfileRuntime {
     pub pipeline: Pipeline,
     pub tick_interval: Duration,
-    pub topic: String,
+    /// The uplink topic of each of the profile's sensors.
+    pub topics: HashMap<String, String>,
     /// The profile's time: the gateway clock, or under a full-speed
     /// simulation the time of the last message it handled.
     pub clock: Clock,
@@ -80,6 +82,7 @@ pub fn build(
 ) -> Result<Built, BuildError> {
     let config = &loaded.config;
     let keyring = Arc::new(Keyring::load(loaded)?);
+    let salt = state.topic_salt()?;
 
     let mut prepared: BTreeMap<&str, (Arc<Prepared>, Arc<str>)> = BTreeMap::new();
     let mut modules = Vec::new();
@@ -130,10 +133,7 @@ pub fn build(
             ProfileRuntime {
                 pipeline: Pipeline::new(profile_name.clone(), on_error, stages),
                 tick_interval: Duration::from_secs_f64(profile.tick_interval_s),
-                topic: profile
-                    .topic
-                    .replace("{gateway}", &config.gateway.id)
-                    .replace("{profile}", profile_name),
+                topics: topics(config, profile_name, &profile.topic, &salt),
                 clock: profile_clock,
             },
         );
@@ -165,6 +165,29 @@ pub fn build(
     }
 
     Ok(Built { sensors, profiles, modules })
+}
+
+/// Each sensor's uplink topic in `profile`: the template with `{gateway}`,
+/// `{profile}`, `{sensor}` and `{sensor-id}` replaced. `{sensor-id}` is an
+/// opaque id (a salted hash of the name, the salt secret to this gateway), so
+/// a privacy profile's topics tell a broker neither names nor kinds.
+fn topics(config: &Config, profile: &str, template: &str, salt: &[u8; 32]) -> HashMap<String, String> {
+    config
+        .sensors
+        .iter()
+        .filter(|s| s.profile.get_ref() == profile)
+        .map(|s| {
+            let opaque = hex::encode(
+                &Sha256::new().chain_update(salt).chain_update(s.name.as_bytes()).finalize()[..8],
+            );
+            let topic = template
+                .replace("{gateway}", &config.gateway.id)
+                .replace("{profile}", profile)
+                .replace("{sensor}", &s.name)
+                .replace("{sensor-id}", &opaque);
+            (s.name.clone(), topic)
+        })
+        .collect()
 }
 
 /// The component bytes of a module, and where they came from.

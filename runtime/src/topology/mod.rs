@@ -92,6 +92,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         });
     }
     if !simulated.is_empty() {
+        clock.restart();
         let start = clock.now_ms();
         let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
         sources.spawn(sim::run(simulated, config.sim.seed, clock.clone(), start, end, frames_tx.clone()));
@@ -236,7 +237,7 @@ async fn run_pipeline(
                 match processed.fate {
                     Fate::Forwarded(message) => {
                         Counters::add(&counters.forwarded, 1);
-                        let topic = runtime.topic.replace("{sensor}", &sensor);
+                        let topic = runtime.topics.get(&sensor).cloned().unwrap_or_default();
                         let _ = sinks.uplink.send(Record::Uplink { id, topic, profile: profile.clone(), message }).await;
                     }
                     Fate::Dropped { module, reason } => {

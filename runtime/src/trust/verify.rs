@@ -104,9 +104,9 @@ pub struct Verdict {
     pub gateways: Vec<GatewaySignature>,
     /// What is wrong, in words; empty when `ok`.
     pub problems: Vec<String>,
-    /// The SenML measurements inside, with the sensor's or gateway's base name.
+    /// The SenML pack inside.
     #[serde(skip)]
-    pub reading: Option<(String, Vec<senml::Measurement>, Option<u64>)>,
+    pub reading: Option<senml::Pack>,
 }
 
 fn check(key: Option<&VerifyingKey>, tbs: &[u8], signature: &[u8]) -> bool {
@@ -147,12 +147,9 @@ pub fn verify(bytes: &[u8], trust: &TrustStore) -> Verdict {
     }
 }
 
-fn reading(
-    sign1: &ParsedSign1,
-    problems: &mut Vec<String>,
-) -> Option<(String, Vec<senml::Measurement>, Option<u64>)> {
+fn reading(sign1: &ParsedSign1, problems: &mut Vec<String>) -> Option<senml::Pack> {
     match senml::decode(sign1.payload()) {
-        Ok((measurements, time)) => Some((text(sign1.kid()), measurements, time)),
+        Ok(pack) => Some(pack),
         Err(e) => {
             problems.push(format!("payload is not SenML-CBOR: {e}"));
             None

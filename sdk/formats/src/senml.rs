@@ -56,16 +56,28 @@ pub fn encode(base_name_mac: &str, base_time_ms: u64, measurements: &[Measuremen
     out
 }
 
-/// The measurements and base time (ms) of a SenML-CBOR pack.
+/// A decoded SenML pack, as far as edgeward reads one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pack {
+    /// The base name (RFC 8428 `bn`), e.g. `urn:dev:mac:a4c138000001:`.
+    pub base_name: Option<String>,
+    /// The base time (`bt`) in ms since the Unix epoch.
+    pub base_time_ms: Option<u64>,
+    /// The records' names, units and values.
+    pub measurements: Vec<Measurement>,
+}
+
+/// Decode a SenML-CBOR pack.
 ///
 /// ciborium grows its buffers as bytes actually arrive (it never reserves
 /// memory from a length field), so hostile lengths cost nothing.
-pub fn decode(bytes: &[u8]) -> Result<(Vec<Measurement>, Option<u64>), FormatError> {
+pub fn decode(bytes: &[u8]) -> Result<Pack, FormatError> {
     let value: Value = ciborium::from_reader(bytes).map_err(|e| FormatError::SenmlCbor(e.to_string()))?;
     let Value::Array(records) = value else {
         return Err(FormatError::SenmlShape("the top level is not an array"));
     };
     let mut base_time = None;
+    let mut base_name = None;
     let mut measurements = Vec::with_capacity(records.len());
     for record in records {
         let Value::Map(fields) = record else {
@@ -75,7 +87,8 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Measurement>, Option<u64>), FormatErr
         for (label, field) in fields {
             let label = label.as_integer().and_then(|i| i64::try_from(i).ok());
             match (label, field) {
-                (Some(BASE_TIME), v) => base_time = number(&v).map(|s| (s * 1000.0) as u64),
+                (Some(BASE_TIME), v) => base_time = number(&v).map(|s| (s * 1000.0).round() as u64),
+                (Some(BASE_NAME), Value::Text(n)) => base_name = Some(n),
                 (Some(NAME), Value::Text(n)) => name = Some(n),
                 (Some(UNIT), Value::Text(u)) => unit = u,
                 (Some(VALUE), v) => value = number(&v),
@@ -89,7 +102,7 @@ pub fn decode(bytes: &[u8]) -> Result<(Vec<Measurement>, Option<u64>), FormatErr
             }
         }
     }
-    Ok((measurements, base_time))
+    Ok(Pack { base_name, base_time_ms: base_time, measurements })
 }
 
 fn int(label: i64) -> Value {
@@ -122,7 +135,9 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(MAC, RECEIVED_MS, &measurements());
-        let (decoded, base_time) = decode(&bytes).unwrap();
+        let pack = decode(&bytes).unwrap();
+        let (decoded, base_time) = (pack.measurements, pack.base_time_ms);
+        assert_eq!(pack.base_name.as_deref(), Some("urn:dev:mac:a4c138000001:"));
         assert_eq!(decoded, measurements());
         assert_eq!(base_time, Some(RECEIVED_MS));
     }
