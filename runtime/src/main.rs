@@ -251,7 +251,7 @@ fn build_for_check(loaded: &Loaded) -> anyhow::Result<topology::Built> {
     let cache = edgeward::state::create_private_dir(&cache).is_ok().then_some(cache);
     let engine = Engine::new(cache).map_err(BuildError::from)?;
     let clock = topology::clock_for(loaded);
-    Ok(topology::build(loaded, &engine, &state, &clock)?)
+    Ok(topology::build(loaded, &engine, &state, &clock, keys::Missing::Ephemeral)?)
 }
 
 /// Turn "not everything passed" into the failure exit code.

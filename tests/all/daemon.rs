@@ -1,37 +1,8 @@
 //! The `edgeward` binary end to end: the shipped configs check clean, and a
 //! simulated day flows through both profiles to the sinks.
 
-use crate::support::{edgeward, read_jsonl, repo_root, stderr, test_rule};
-use std::path::{Path, PathBuf};
+use crate::support::{edgeward, fast_config, read_jsonl, repo_root, stderr, table, test_rule};
 use toml::Table;
-
-/// The demo configuration made fast and quiet for a test: a simulated day
-/// as fast as possible, every sink writing JSON lines into `dir`, and
-/// `tweak` applied last. Returns the config file's path.
-fn fast_demo_config(dir: &Path, tweak: impl FnOnce(&mut Table)) -> PathBuf {
-    let demo = std::fs::read_to_string(repo_root().join("configs/demo.toml")).unwrap();
-    let mut config: Table = demo.parse().unwrap();
-    table(&mut config, "gateway").insert("state-dir".into(), "state".into());
-    table(&mut config, "sim").insert("speed".into(), 0.into());
-    // Deadlines are wall-clock: on a loaded test machine a debug build can
-    // miss a tight one, which would make the output depend on timing.
-    table(&mut config, "sandbox").insert("call-timeout-ms".into(), 5000.into());
-    for sink in ["uplink", "alarm", "actuator"] {
-        let file: Table = toml::toml! { type = "file" };
-        let mut file = file;
-        file.insert("path".into(), format!("{sink}.jsonl").into());
-        config.insert(sink.into(), file.into());
-    }
-    tweak(&mut config);
-    let path = dir.join("edgeward.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    path
-}
-
-/// The table at `key` (created when absent).
-fn table<'a>(parent: &'a mut Table, key: &str) -> &'a mut Table {
-    parent.entry(key).or_insert_with(|| Table::new().into()).as_table_mut().expect("a table")
-}
 
 /// Add a module `name` from a test rule and make it the medical profile's first module.
 fn add_medical_module(config: &mut Table, name: &str, module: Table) {
@@ -73,7 +44,7 @@ fn check_reports_modules_as_json() {
 #[test]
 fn simulated_day_flows_through_both_profiles() {
     let dir = tempfile::tempdir().unwrap();
-    let config = fast_demo_config(dir.path(), |_| {});
+    let config = fast_config("demo.toml", dir.path(), |_| {});
     let out = edgeward(&["run", "-c", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
 
@@ -82,8 +53,14 @@ fn simulated_day_flows_through_both_profiles() {
     assert_eq!(uplink.len(), 2 * 288 + 1440);
     let medical = uplink.iter().filter(|m| m["profile"] == "medical").count();
     assert_eq!(medical, 1440);
-    assert!(uplink.iter().all(|m| m["content_type"] == "application/senml+cbor"));
-    assert!(uplink.iter().any(|m| m["topic"] == "home/demo-gw/living-room"));
+    for m in &uplink {
+        let expected = match m["profile"].as_str().unwrap() {
+            "medical" => "application/cose; cose-type=\"cose-sign1\"",
+            _ => "application/cose; cose-type=\"cose-encrypt0\"",
+        };
+        assert_eq!(m["content_type"], expected);
+    }
+    assert!(uplink.iter().any(|m| m["topic"] == "medical/demo-gw/wearable-1"));
 
     let commands = read_jsonl(&dir.path().join("actuator.jsonl"));
     assert!(commands.len() >= 4, "the rooms cross the band: {commands:?}");
@@ -112,7 +89,7 @@ fn simulated_day_flows_through_both_profiles() {
 fn simulation_is_deterministic() {
     let run = || {
         let dir = tempfile::tempdir().unwrap();
-        let config = fast_demo_config(dir.path(), |_| {});
+        let config = fast_config("demo.toml", dir.path(), |_| {});
         let out = edgeward(&["run", "-c", config.to_str().unwrap()]);
         assert!(out.status.success(), "{}", stderr(&out));
         read_jsonl(&dir.path().join("actuator.jsonl"))
@@ -125,7 +102,7 @@ fn simulation_is_deterministic() {
 #[test]
 fn faulty_module_under_load_keeps_the_daemon_running() {
     let dir = tempfile::tempdir().unwrap();
-    let config = fast_demo_config(dir.path(), |config| {
+    let config = fast_config("demo.toml", dir.path(), |config| {
         let mut flaky = Table::new();
         flaky.insert("wasm".into(), test_rule("faulty").display().to_string().into());
         flaky.insert("config".into(), toml::toml! { fault = "trap" on = "process" every = 2 }.into());
@@ -146,7 +123,7 @@ fn faulty_module_under_load_keeps_the_daemon_running() {
 #[test]
 fn module_state_persists_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = fast_demo_config(dir.path(), |config| {
+    let config = fast_config("demo.toml", dir.path(), |config| {
         let mut counter = Table::new();
         counter.insert("wasm".into(), test_rule("counter").display().to_string().into());
         counter.insert("capabilities".into(), vec![toml::Value::from("kv")].into());

@@ -8,3 +8,4 @@ mod support;
 mod bad_configs;
 mod daemon;
 mod sandbox;
+mod trust;

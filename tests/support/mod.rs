@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use toml::Table;
 
 /// The folder holding the guest components runtime/build.rs produced:
 /// `builtin-alarm.wasm`, `test-faulty.wasm`, ...
@@ -49,4 +50,62 @@ pub fn read_jsonl(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// A shipped configuration (`configs/FILE`) made fast and self-contained for
+/// a test: everything it writes goes into `dir` (state, keys, sinks as JSON
+/// lines: `uplink.jsonl`, `alarm.jsonl`, `actuator.jsonl`), the simulation
+/// runs as fast as possible, and `tweak` is applied last. Returns the path
+/// of the config file written into `dir`.
+pub fn fast_config(file: &str, dir: &Path, tweak: impl FnOnce(&mut Table)) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("configs").join(file)).unwrap();
+    let mut config: Table = text.parse().unwrap();
+    table(&mut config, "gateway").insert("state-dir".into(), "state".into());
+    table(&mut config, "sim").insert("speed".into(), 0.into());
+    // Deadlines are wall-clock: on a loaded test machine a debug build can
+    // miss a tight one, which would make the output depend on timing.
+    table(&mut config, "sandbox").insert("call-timeout-ms".into(), 5000.into());
+    for (name, signer) in table(&mut config, "signer").iter_mut() {
+        signer.as_table_mut().unwrap().insert("key".into(), format!("keys/{name}.key").into());
+    }
+    if let Some(sensors) = config.get_mut("sensor").and_then(|s| s.as_array_mut()) {
+        for sensor in sensors.iter_mut().filter_map(|s| s.as_table_mut()) {
+            let name = sensor["name"].as_str().unwrap().to_string();
+            if let Some(sim) = sensor.get_mut("sim").and_then(|s| s.as_table_mut())
+                && sim.contains_key("key")
+            {
+                sim.insert("key".into(), format!("keys/{name}.key").into());
+            }
+        }
+    }
+    for sink in ["uplink", "alarm", "actuator"] {
+        let mut file: Table = toml::toml! { type = "file" };
+        file.insert("path".into(), format!("{sink}.jsonl").into());
+        config.insert(sink.into(), file.into());
+    }
+    tweak(&mut config);
+    let path = dir.join("edgeward.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// The table at `key` (created when absent).
+pub fn table<'a>(parent: &'a mut Table, key: &str) -> &'a mut Table {
+    parent.entry(key).or_insert_with(|| Table::new().into()).as_table_mut().expect("a table")
+}
+
+/// A trust store file in `dir` for the sensors' and gateway's public keys
+/// that a `fast_config` run generated under `dir/keys/`.
+pub fn trust_store(dir: &Path, sensors: &[&str], gateway_id: &str) -> PathBuf {
+    let public = |name: &str| {
+        std::fs::read_to_string(dir.join("keys").join(format!("{name}.key.pub"))).unwrap().trim().to_string()
+    };
+    let mut text = String::from("[sensors]\n");
+    for sensor in sensors {
+        text.push_str(&format!("{sensor} = \"{}\"\n", public(sensor)));
+    }
+    text.push_str(&format!("[gateways]\n{gateway_id} = \"{}\"\n", public("gateway")));
+    let path = dir.join("trust.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }

@@ -45,8 +45,6 @@ pub enum DecodeError {
     Empty,
     #[error("signed reading: {0}")]
     Cose(#[from] FormatError),
-    #[error("signed reading: alg {alg} is not EdDSA (-8) or Ed25519 (-19)")]
-    Algorithm { alg: i64 },
     #[error("signed reading: kid {found:?} is not this sensor's ({expected:?})")]
     UnknownKid { found: String, expected: String },
     #[error("signed reading: no counter in the protected header")]
@@ -65,7 +63,6 @@ impl DecodeError {
         match self {
             DecodeError::BadSignature => "bad-signature",
             DecodeError::UnknownKid { .. } => "unknown-kid",
-            DecodeError::Algorithm { .. } => "wrong-algorithm",
             DecodeError::Downgrade => "downgrade",
             DecodeError::Cose(_) | DecodeError::NoCounter => "malformed-cose",
             _ => "malformed",
@@ -125,15 +122,13 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
     }
 }
 
-/// A signed reading: check the COSE_Sign1's algorithm, key id and signature
+/// A signed reading: check the COSE_Sign1's key id and signature (the parser
+/// already refused any algorithm but EdDSA/Ed25519)
 /// against the sensor's production key. The replay check on its counter is
 /// the caller's (it needs the state store). The envelope is the sensor's
 /// COSE_Sign1, byte for byte, so anyone can verify it again later.
 fn decode_signed(frame: &Frame, sensor: &SensorRef<'_>, data: &[u8]) -> Result<Message, DecodeError> {
     let sign1 = cose::parse_sign1(data)?;
-    if sign1.alg() != cose::ALG_EDDSA && sign1.alg() != cose::ALG_ED25519 {
-        return Err(DecodeError::Algorithm { alg: sign1.alg() });
-    }
     if sign1.kid() != sensor.kid.as_bytes() {
         return Err(DecodeError::UnknownKid {
             found: String::from_utf8_lossy(sign1.kid()).into_owned(),
@@ -164,4 +159,107 @@ fn decode_signed(frame: &Frame, sensor: &SensorRef<'_>, data: &[u8]) -> Result<M
     };
     let envelope = Envelope { content_type: COSE_SIGN1.to_string(), body: data.to_vec() };
     Ok(Message { reading, envelope, path: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    const KID: &str = "wearable-1";
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7u8; 32])
+    }
+
+    fn signed(seq: u64, kid: &str, signer: &SigningKey) -> Vec<u8> {
+        let payload = senml::encode(
+            "C0:FF:EE:00:00:01",
+            1_768_435_200_000,
+            &[senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: 36.6 }],
+        );
+        cose::build_sensor_sign1(kid.as_bytes(), seq, &payload, |tbs| {
+            Ok::<_, std::convert::Infallible>(signer.sign(tbs).to_bytes().to_vec())
+        })
+        .unwrap()
+    }
+
+    fn decode(payload: Payload, format: SensorFormat) -> Result<Message, DecodeError> {
+        let verifying = key().verifying_key();
+        let sensor = SensorRef {
+            name: "wearable-1",
+            address: "C0:FF:EE:00:00:01",
+            format,
+            kid: KID,
+            key: Some(&verifying),
+        };
+        let frame = Frame { address: [0xc0, 0xff, 0xee, 0, 0, 1], rssi: Some(-50), received_ms: 5, payload };
+        decode_frame(&frame, &sensor)
+    }
+
+    fn notification(data: Vec<u8>) -> Result<Message, DecodeError> {
+        decode(Payload::Notification { data }, SensorFormat::SignedGatt)
+    }
+
+    /// A genuine signed reading decodes as sensor-signed, its COSE_Sign1 kept byte for byte.
+    #[test]
+    fn genuine_reading_is_sensor_signed() {
+        let bytes = signed(42, KID, &key());
+        let msg = notification(bytes.clone()).unwrap();
+        assert_eq!(msg.reading.authenticity, Authenticity::SensorSigned);
+        assert_eq!(msg.reading.seq, Some(42));
+        assert_eq!(msg.reading.sensor_time_ms, Some(1_768_435_200_000));
+        assert_eq!(msg.reading.measurements[0].value, 36.6);
+        assert_eq!(msg.envelope.body, bytes);
+        assert_eq!(msg.envelope.content_type, COSE_SIGN1);
+    }
+
+    /// A reading signed by another key is refused as a bad signature.
+    #[test]
+    fn forged_signature_is_refused() {
+        let forged = signed(42, KID, &SigningKey::from_bytes(&[8u8; 32]));
+        assert!(matches!(notification(forged), Err(DecodeError::BadSignature)));
+        let mut tampered = signed(42, KID, &key());
+        let last = tampered.len() - 70; // inside the payload
+        tampered[last] ^= 1;
+        assert!(notification(tampered).is_err());
+    }
+
+    /// A reading under another key id is refused, naming both.
+    #[test]
+    fn unknown_kid_is_refused() {
+        let err = notification(signed(1, "intruder", &key())).unwrap_err();
+        assert_eq!(err.kind(), "unknown-kid");
+        assert!(err.to_string().contains("\"intruder\""), "{err}");
+    }
+
+    /// An algorithm other than EdDSA is refused before any signature check.
+    #[test]
+    fn wrong_algorithm_is_refused() {
+        let mut bytes = signed(1, KID, &key());
+        // The protected header starts {1: -8}: turn -8 (0x27) into -7 (0x26, ES256).
+        let at = bytes.windows(2).position(|w| w == [0x01, 0x27]).unwrap();
+        bytes[at + 1] = 0x26;
+        let err = notification(bytes).unwrap_err();
+        assert!(err.to_string().contains("alg -7 is not EdDSA"), "{err}");
+    }
+
+    /// Truncated or garbage bytes are refused as malformed, never a panic.
+    #[test]
+    fn garbage_is_refused() {
+        let bytes = signed(1, KID, &key());
+        for cut in [0, 1, 5, bytes.len() / 2, bytes.len() - 1] {
+            assert_eq!(notification(bytes[..cut].to_vec()).unwrap_err().kind(), "malformed-cose");
+        }
+        assert!(notification(b"\xd2\x84garbage".to_vec()).is_err());
+    }
+
+    /// A signed sensor advertising unsigned BTHome data is a downgrade.
+    #[test]
+    fn downgrade_is_refused() {
+        let data = bthome::encode(&[(0x02, 21.0)], None).unwrap();
+        let err =
+            decode(Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data }, SensorFormat::SignedGatt);
+        assert!(matches!(err, Err(DecodeError::Downgrade)));
+    }
 }

@@ -7,7 +7,8 @@ use crate::clock::Clock;
 use crate::config::{Config, Loaded, OnError, SensorFormat, SourceKind, parse_mac};
 use crate::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline, Prepared};
 use crate::state::StateStore;
-use crate::trust::{Keyring, keys};
+use crate::trust::Keyring;
+use crate::trust::keys::{self, Missing};
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -73,15 +74,17 @@ pub struct Built {
 }
 
 /// Build the pipelines and sensor table of `loaded`. Module state lives in
-/// `state`; time comes from `clock`.
+/// `state`; time comes from `clock`; absent keys marked `generate` are
+/// handled per `missing_keys`.
 pub fn build(
     loaded: &Loaded,
     engine: &Engine,
     state: &StateStore,
     clock: &Clock,
+    missing_keys: Missing,
 ) -> Result<Built, BuildError> {
     let config = &loaded.config;
-    let keyring = Arc::new(Keyring::load(loaded)?);
+    let keyring = Arc::new(Keyring::load(loaded, missing_keys)?);
     let salt = state.topic_salt()?;
 
     let mut prepared: BTreeMap<&str, (Arc<Prepared>, Arc<str>)> = BTreeMap::new();
@@ -148,7 +151,7 @@ pub fn build(
             }
             // A simulated sensor's key is generated on first use, like a factory would.
             (None, Some(path)) => {
-                Some(keys::load_or_generate_signing_key(&loaded.resolve(path), true)?.verifying_key())
+                Some(keys::signing_key(&loaded.resolve(path), true, missing_keys)?.verifying_key())
             }
             (None, None) => None,
         };

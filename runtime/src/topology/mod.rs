@@ -15,6 +15,7 @@ use crate::sink::{self, Record, SinkSet};
 use crate::source::sim::{self, SimSensor, SimSigning};
 use crate::state::StateStore;
 use crate::telemetry::Counters;
+use crate::trust::keys::{self, Missing};
 use crate::trust::replay::CounterWidth;
 use std::collections::HashMap;
 use std::future::Future;
@@ -50,7 +51,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     let state_dir = loaded.state_dir();
     let state = StateStore::open(&state_dir)?;
     let engine = Engine::new(Some(loaded.cache_dir()))?;
-    let built = block_in_place(|| build(&loaded, &engine, &state, &clock))?;
+    let built = block_in_place(|| build(&loaded, &engine, &state, &clock, Missing::Generate))?;
     let counters = Arc::new(Counters::default());
 
     let (sinks, sink_tasks) = SinkSet::start(
@@ -77,7 +78,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         let Some(sim) = &s.sim else { continue };
         let signing = match (&sim.key, s.format) {
             (Some(path), SensorFormat::SignedGatt) => Some(SimSigning {
-                key: crate::trust::keys::load_or_generate_signing_key(&loaded.resolve(path), true)?,
+                key: keys::signing_key(&loaded.resolve(path), true, Missing::Generate)?,
                 kid: s.kid().to_string(),
                 state: state.clone(),
             }),

@@ -145,11 +145,25 @@ pub fn public_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The signing key at `path`, generated first when absent and `generate` is set.
-pub fn load_or_generate_signing_key(path: &Path, generate_if_missing: bool) -> Result<SigningKey, KeyError> {
-    if generate_if_missing && !path.exists() {
-        let public = generate(KeyKind::Ed25519, path)?;
-        tracing::info!(path = %path.display(), public = %public, "generated a signing key");
+/// What to do with a signing key that may be generated but does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// Generate it and keep it (the daemon's first start).
+    Generate,
+    /// Use a throwaway key and write nothing (`edgeward check`).
+    Ephemeral,
+}
+
+/// The signing key at `path`; when absent and `may_generate`, made per `missing`.
+pub fn signing_key(path: &Path, may_generate: bool, missing: Missing) -> Result<SigningKey, KeyError> {
+    if may_generate && !path.exists() {
+        match missing {
+            Missing::Ephemeral => return Ok(SigningKey::from_bytes(&random32())),
+            Missing::Generate => {
+                let public = generate(KeyKind::Ed25519, path)?;
+                tracing::info!(path = %path.display(), public = %public, "generated a signing key");
+            }
+        }
     }
     read_signing_key(path)
 }

@@ -12,7 +12,7 @@ pub mod verify;
 
 use crate::config::Loaded;
 use ed25519_dalek::{Signer as _, SigningKey};
-use keys::{KeyError, KeyKind};
+use keys::{KeyError, KeyKind, Missing};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -53,12 +53,12 @@ pub struct Keyring {
 impl Keyring {
     /// Load the signers and recipient sets of a configuration, generating
     /// signing keys marked `generate` that do not exist yet.
-    pub fn load(loaded: &Loaded) -> Result<Self, KeyError> {
+    pub fn load(loaded: &Loaded, missing: Missing) -> Result<Self, KeyError> {
         let config = &loaded.config;
         let mut keyring = Keyring::default();
         for (name, signer) in &config.signers {
             let path = loaded.resolve(&signer.key);
-            let key = keys::load_or_generate_signing_key(&path, signer.generate)?;
+            let key = keys::signing_key(&path, signer.generate, missing)?;
             let kid = signer.kid.clone().unwrap_or_else(|| config.gateway.id.clone()).into_bytes();
             keyring.signers.insert(name.clone(), Signer { kid, key });
         }
