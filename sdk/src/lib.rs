@@ -64,7 +64,7 @@ pub mod testing;
 
 pub use bindings::edgeward::policy::log::Level;
 pub use bindings::edgeward::policy::types::{
-    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
+    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Hop, Measurement, Message, Outcome, Reading,
     Severity, Verdict,
 };
 pub use host::{clock, kv, log, sealer, signer};

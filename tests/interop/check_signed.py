@@ -9,7 +9,8 @@ usage: check_signed.py UPLINK.jsonl SENSOR_PUB GATEWAY_PUB
 A key is `ed25519:BASE64URL` or a file holding it. A record is either a
 sensor's Sign1 (verified with SENSOR_PUB) countersigned by the gateway
 (GATEWAY_PUB), or a Sign1 the gateway made for an unsigned sensor (header
--65540 = "gateway", verified with GATEWAY_PUB). Exits 1 on the first failure.
+-65540 = "gateway", verified with GATEWAY_PUB). Prints the counts as JSON;
+exits 1 on the first failure, saying why.
 """
 
 import base64
@@ -129,8 +130,7 @@ def main(uplink: str, sensor_arg: str, gateway_arg: str) -> None:
     total = sum(counts.values())
     if total == 0:
         raise Invalid(f"{uplink}: no records")
-    print(f"verified {total} records: {counts['countersigned']} countersigned, "
-          f"{counts['gateway-attested']} gateway-attested")
+    print(json.dumps({"verified": total, **counts}))
 
 
 if __name__ == "__main__":

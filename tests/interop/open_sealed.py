@@ -8,9 +8,11 @@ COSE_Sign1 as check_signed.py does. Nothing is imported from edgeward.
 usage: open_sealed.py UPLINK.jsonl APP_SECRET_FILE KID SENSOR_PUB GATEWAY_PUB
 
 APP_SECRET_FILE holds `x25519-secret:BASE64URL`; KID is the app's key id.
-Exits 1 on the first record that does not open or verify.
+Prints the counts and padded plaintext sizes as JSON; exits 1 on the first
+record that does not open or verify, saying why.
 """
 
+import json
 import sys
 
 import cbor2
@@ -35,6 +37,11 @@ def expect(condition: bool, problem: str) -> None:
         raise Invalid(problem)
 
 
+def hpke_open(enc: bytes, secret, ciphertext: bytes, info: bytes, aad: bytes) -> bytes:
+    """RFC 9180 §6.1 single-shot Open in base mode: SetupBaseR, then one Open."""
+    return HPKE_4_SUITE.create_recipient_context(enc, secret, info=info).open(ciphertext, aad=aad)
+
+
 def decrypt(sealed: bytes, secret, kid: bytes) -> bytes:
     """The padded plaintext of a COSE_Encrypt0 (integrated encryption, draft
     §3.2) or COSE_Encrypt (key encryption, draft §3.3); external aad is empty."""
@@ -49,7 +56,7 @@ def decrypt(sealed: bytes, secret, kid: bytes) -> bytes:
         expect(protected.get(KID, kid) == kid, f"sealed to kid {protected.get(KID)!r}")
         # HPKE info is empty; aad is the Enc_structure (RFC 9052 §5.3).
         aad = cbor2.dumps(["Encrypt0", protected_bytes, b""])
-        return HPKE_4_SUITE.open(unprotected[EK], secret, ciphertext, info=b"", aad=aad)
+        return hpke_open(unprotected[EK], secret, ciphertext, info=b"", aad=aad)
     expect(item.tag == TAG_ENCRYPT, f"tag {item.tag}: neither COSE_Encrypt0 nor COSE_Encrypt")
     _, unprotected, ciphertext, recipients = item.value
     expect(protected.get(ALG) == CHACHA20_POLY1305, f"content alg {protected.get(ALG)}")
@@ -60,7 +67,7 @@ def decrypt(sealed: bytes, secret, kid: bytes) -> bytes:
     # HPKE info is the Recipient_structure (draft §3.3.1), binding the
     # content layer's alg and the recipient's protected header; HPKE aad is empty.
     info = cbor2.dumps(["HPKE Recipient", CHACHA20_POLY1305, r_protected, b""])
-    cek = HPKE_4_SUITE.open(r_unprotected[EK], secret, wrapped_cek, info=info, aad=b"")
+    cek = hpke_open(r_unprotected[EK], secret, wrapped_cek, info=info, aad=b"")
     aad = cbor2.dumps(["Encrypt", protected_bytes, b""])
     return ChaCha20Poly1305(cek).decrypt(unprotected[IV], ciphertext, aad)
 
@@ -89,8 +96,7 @@ def main(uplink: str, secret_file: str, kid: str, sensor_arg: str, gateway_arg: 
         sizes.add(len(padded))
     total = sum(counts.values())
     expect(total > 0, f"{uplink}: no records")
-    print(f"opened {total} records for {kid}: {counts['countersigned']} countersigned, "
-          f"{counts['gateway-attested']} gateway-attested; padded sizes {sorted(sizes)}")
+    print(json.dumps({"opened": total, **counts, "padded_sizes": sorted(sizes)}))
 
 
 if __name__ == "__main__":
