@@ -7,5 +7,6 @@ mod support;
 
 mod bad_configs;
 mod daemon;
+mod interop;
 mod sandbox;
 mod trust;

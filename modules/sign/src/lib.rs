@@ -89,12 +89,15 @@ mod tests {
 
     fn setup() -> Sign {
         testing::reset();
-        testing::set_signer("gateway", b"gw-1", |_, tbs| Ok(SigningKey::from_bytes(&GATEWAY).sign(tbs).to_bytes().to_vec()));
+        testing::set_signer("gateway", b"gw-1", |_, tbs| {
+            Ok(SigningKey::from_bytes(&GATEWAY).sign(tbs).to_bytes().to_vec())
+        });
         testing::init(r#"{"key":"gateway"}"#).unwrap()
     }
 
     fn message(authenticity: Authenticity, body: Vec<u8>) -> Message {
-        let mut reading = Reading::new("wearable-1", 1_768_435_200_000, vec![Measurement::new("temperature", "Cel", 36.6)]);
+        let mut reading =
+            Reading::new("wearable-1", 1_768_435_200_000, vec![Measurement::new("temperature", "Cel", 36.6)]);
         reading.authenticity = authenticity;
         let mut msg = Message::from_reading(reading);
         msg.envelope = Envelope { content_type: "x".into(), body };
