@@ -25,9 +25,9 @@ from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
 ALG, KID, EDDSA = 1, 4, -8
-COUNTERSIGNATURE_V2 = 11  # RFC 9338 §5.1, in the target's unprotected header
+COUNTERSIGNATURE_V2 = 11  # RFC 9338 §2, in the target's unprotected header
 TAG_SIGN1 = 18
-# edgeward's private-use labels (below -65536, RFC 9052 §3.1).
+# edgeward's labels, in the private-use range below -65536 (RFC 9052).
 RECEIVED_MS, MODULES, ATTESTATION = -65538, -65539, -65540
 # RFC 8428 §6 SenML-CBOR labels.
 SENML_NAME, SENML_VALUE = 0, 2

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Make a signed sensor reading as an independent sensor would: a fresh
-Ed25519 key (cryptography), a SenML-CBOR payload (cbor2, RFC 8428) and a
-COSE_Sign1 (pycose). Nothing is imported from edgeward.
+Ed25519 key (cryptography), a SenML-CBOR payload with one temperature
+(cbor2, RFC 8428) and a COSE_Sign1 (pycose) with protected header
+{alg: EdDSA, kid: "py-sensor", -65537 (counter): 42}. Nothing is imported
+from edgeward.
 
 Prints JSON: {"hex": the tagged COSE_Sign1, "forged": the same with one
-signature byte flipped, "key": "ed25519:BASE64URL", "seq": ..., "temperature": ...}.
+signature byte flipped, "key": "ed25519:BASE64URL", "temperature": ...}.
 """
 
 import base64
@@ -43,7 +45,6 @@ def main() -> None:
         "hex": signed.hex(),
         "forged": forged.hex(),
         "key": "ed25519:" + base64.urlsafe_b64encode(x).rstrip(b"=").decode(),
-        "seq": 42,
         "temperature": TEMPERATURE,
     }))
 
