@@ -114,6 +114,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List nearby Bluetooth LE devices live, with address, name, RSSI and
+    /// decoded BTHome readings, to find a sensor's address for the configuration.
+    Scan {
+        /// The BlueZ adapter (default: BlueZ's default adapter).
+        #[arg(long)]
+        adapter: Option<String>,
+        /// How long to scan; 0 scans until interrupted.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration as `run` would, loading and initialising every module.
     Check {
         /// The configuration file.
@@ -170,6 +183,7 @@ fn main() -> ExitCode {
         })
         .and_then(|ok| all_passed(ok, "opening")),
         Command::Sensor { command: SensorCommand::Reset { name, config } } => sensor_reset(config, name),
+        Command::Scan { adapter, seconds, json } => cli::scan::run(adapter.as_deref(), seconds, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! replay counters join it later. One file to back up or inspect.
 
 use crate::trust::replay::{self, CounterWidth, ReplayError, Window};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -103,7 +103,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let mut conn = self.conn();
         let apply = |conn: &mut Connection| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for (key, value) in writes {
                 match value {
                     Some(value) => tx

@@ -8,5 +8,6 @@ mod support;
 mod bad_configs;
 mod daemon;
 mod interop;
+mod mqtt;
 mod sandbox;
 mod trust;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use toml::Table;
@@ -28,14 +30,17 @@ pub fn module_cache() -> PathBuf {
     guest_dir().join("test-module-cache")
 }
 
+/// The `edgeward` binary with `args`, set up as the tests run it (shared
+/// module cache, info logs), to spawn or wait for.
+pub fn edgeward_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_edgeward"));
+    command.args(args).env("EDGEWARD_LOG", "info").env("EDGEWARD_CACHE_DIR", module_cache());
+    command
+}
+
 /// Run the `edgeward` binary with `args` and wait for it.
 pub fn edgeward(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_edgeward"))
-        .args(args)
-        .env("EDGEWARD_LOG", "info")
-        .env("EDGEWARD_CACHE_DIR", module_cache())
-        .output()
-        .expect("running edgeward")
+    edgeward_command(args).output().expect("running edgeward")
 }
 
 /// Standard error of `output` as text.

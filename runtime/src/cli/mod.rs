@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod open;
+pub mod scan;
 pub mod verify;
 
 use anyhow::Context;

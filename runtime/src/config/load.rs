@@ -305,6 +305,21 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
         }
     }
 
+    let ble = &config.ble;
+    if let Some(adapter) = &ble.adapter {
+        let name = adapter.get_ref();
+        // It becomes a D-Bus object path element: /org/bluez/NAME.
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(src.at(adapter, format!("`ble.adapter` = {name:?} is not an adapter name like hci0")));
+        }
+    }
+    if ble.max_connections == 0 {
+        return Err(first_line("`ble.max-connections` must be at least 1".into()));
+    }
+    if !(ble.watchdog_s >= 0.0 && ble.watchdog_s.is_finite()) {
+        return Err(first_line("`ble.watchdog-s` must be 0 (off) or a number of seconds".into()));
+    }
+
     let sim = &config.sim;
     if !(sim.speed >= 0.0 && sim.speed.is_finite()) {
         return Err(first_line("`sim.speed` must be 0 (as fast as possible) or positive".into()));

@@ -38,9 +38,15 @@ pub struct Config {
     /// The simulator, for sensors with `source = "sim"`.
     #[serde(default)]
     pub sim: SimConfig,
+    /// The Bluetooth LE source (BlueZ), for sensors with `source = "ble"`.
+    #[serde(default)]
+    pub ble: BleConfig,
     /// Where forwarded messages go.
     #[serde(default = "SinkConfig::stdout")]
     pub uplink: SinkConfig,
+    /// The uplink's durable outbox (used when the uplink is MQTT).
+    #[serde(default)]
+    pub outbox: OutboxConfig,
     /// Where local alarms go.
     #[serde(default = "SinkConfig::stdout")]
     pub alarm: SinkConfig,
@@ -294,6 +300,43 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `[ble]`: the Bluetooth LE source, through BlueZ on the system D-Bus.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BleConfig {
+    /// The BlueZ adapter, e.g. `hci0`; absent: BlueZ's default adapter
+    /// (`hci0` when present, else the first by name).
+    pub adapter: Option<Spanned<String>>,
+    /// Most GATT connections (signed sensors) held at once on the adapter;
+    /// others wait for a free one. Controllers manage only a few.
+    #[serde(default = "BleConfig::default_max_connections")]
+    pub max_connections: usize,
+    /// Restart discovery when no advertisement at all arrived for this many
+    /// seconds while sensors wait on advertisements (a stalled controller
+    /// goes silent without an error); 0 turns the watchdog off.
+    #[serde(default = "BleConfig::default_watchdog")]
+    pub watchdog_s: f64,
+}
+
+impl BleConfig {
+    fn default_max_connections() -> usize {
+        4
+    }
+    fn default_watchdog() -> f64 {
+        60.0
+    }
+}
+
+impl Default for BleConfig {
+    fn default() -> Self {
+        BleConfig {
+            adapter: None,
+            max_connections: Self::default_max_connections(),
+            watchdog_s: Self::default_watchdog(),
+        }
+    }
+}
+
 /// `[sim]`: the simulator shared by all `source = "sim"` sensors.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -337,6 +380,9 @@ pub enum SinkConfig {
     },
     /// Append JSON lines to a file (relative to the configuration file's folder).
     File { path: PathBuf },
+    /// MQTT. For the uplink, messages wait in the durable outbox until the
+    /// broker acknowledged them.
+    Mqtt(crate::sink::mqtt::MqttConfig),
     /// Discard.
     None {},
 }
@@ -344,6 +390,50 @@ pub enum SinkConfig {
 impl SinkConfig {
     fn stdout() -> Self {
         SinkConfig::Stdout { format: OutputFormat::default() }
+    }
+}
+
+/// `[outbox]`: where uplink messages wait for the broker's acknowledgement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OutboxConfig {
+    /// Most bytes (payloads, topics, ids) waiting at once.
+    #[serde(default = "OutboxConfig::default_max_bytes")]
+    pub max_bytes: u64,
+    /// When full: `reject-new` or `drop-oldest`; either way counted and logged.
+    #[serde(default = "OutboxConfig::default_overflow")]
+    pub overflow: crate::sink::outbox::Overflow,
+    /// At shutdown, how long to keep sending before leaving the rest for the next start.
+    #[serde(default = "OutboxConfig::default_drain")]
+    pub drain_timeout_s: f64,
+    /// The uplink's retained status topic (`online`, or the last will `offline`).
+    #[serde(default = "OutboxConfig::default_status_topic")]
+    pub status_topic: String,
+}
+
+impl OutboxConfig {
+    fn default_max_bytes() -> u64 {
+        64 << 20
+    }
+    fn default_overflow() -> crate::sink::outbox::Overflow {
+        crate::sink::outbox::Overflow::RejectNew
+    }
+    fn default_drain() -> f64 {
+        5.0
+    }
+    fn default_status_topic() -> String {
+        "edgeward/{gateway}/status".into()
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            max_bytes: Self::default_max_bytes(),
+            overflow: Self::default_overflow(),
+            drain_timeout_s: Self::default_drain(),
+            status_topic: Self::default_status_topic(),
+        }
     }
 }
 

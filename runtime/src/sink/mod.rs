@@ -5,6 +5,8 @@
 //! never holds up a pipeline and new sink types slot in behind [`Sink`].
 
 mod jsonl;
+pub mod mqtt;
+pub mod outbox;
 
 pub use jsonl::{FileSink, NullSink, StdoutSink};
 
@@ -152,11 +154,20 @@ pub trait Sink: Send + 'static {
     }
 }
 
-/// Build the sink a config section describes.
-pub fn from_config(config: &SinkConfig, loaded: &Loaded, kind: &str) -> Result<Box<dyn Sink>, SinkError> {
+/// Build the alarm or actuator sink a config section describes (the
+/// uplink's MQTT sink needs the outbox: see `topology`).
+pub fn from_config(
+    config: &SinkConfig,
+    loaded: &Loaded,
+    kind: &'static str,
+) -> Result<Box<dyn Sink>, SinkError> {
     Ok(match config {
         SinkConfig::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkConfig::File { path } => Box::new(FileSink::open(&loaded.resolve(path), kind)?),
+        SinkConfig::Mqtt(mqtt) => Box::new(
+            mqtt::LocalSink::start(mqtt, &loaded.config.gateway.id, kind)
+                .map_err(|e| SinkError::Io { sink: kind.into(), source: std::io::Error::other(e) })?,
+        ),
         SinkConfig::None {} => Box::new(NullSink),
     })
 }

@@ -7,11 +7,14 @@ mod build;
 pub use build::{BuildError, Built, ModuleSummary, ProfileRuntime, SensorEntry, build};
 
 use crate::clock::{Clock, wall_ms};
+use crate::config::SinkConfig;
 use crate::config::{Loaded, SensorFormat, SourceKind};
 use crate::decode::{Frame, SensorRef, decode_frame};
 use crate::pipeline::bindings::Authenticity;
 use crate::pipeline::{Effects, Engine, Fate, Message};
-use crate::sink::{self, Record, SinkSet};
+use crate::sink::outbox::Outbox;
+use crate::sink::{self, Record, SinkSet, mqtt};
+use crate::source::ble::{self, BleSensor};
 use crate::source::sim::{self, SimSensor, SimSigning};
 use crate::state::StateStore;
 use crate::telemetry::Counters;
@@ -21,6 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::Notify;
 use tokio::sync::mpsc;
 use tokio::task::{JoinSet, block_in_place};
 use tokio::time::Instant;
@@ -54,8 +58,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     let built = block_in_place(|| build(&loaded, &engine, &state, &clock, Missing::Generate))?;
     let counters = Arc::new(Counters::default());
 
+    let (uplink, publisher) = uplink_sink(&loaded, &state_dir)?;
     let (sinks, sink_tasks) = SinkSet::start(
-        sink::from_config(&config.uplink, &loaded, "uplink")?,
+        uplink,
         sink::from_config(&config.alarm, &loaded, "alarm")?,
         sink::from_config(&config.actuator, &loaded, "actuator")?,
     );
@@ -98,8 +103,18 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
         sources.spawn(sim::run(simulated, config.sim.seed, clock.clone(), start, end, frames_tx.clone()));
     }
-    for sensor in config.sensors.iter().filter(|s| s.source == SourceKind::Ble) {
-        tracing::warn!(sensor = %sensor.name, "this build has no BLE source yet; the sensor gets no readings");
+    let radio: Vec<BleSensor> = config
+        .sensors
+        .iter()
+        .filter(|s| s.source == SourceKind::Ble)
+        .map(|s| BleSensor {
+            name: s.name.clone(),
+            address: crate::config::parse_mac(s.address.get_ref()).expect("validated by the config loader"),
+            format: s.format,
+        })
+        .collect();
+    if !radio.is_empty() {
+        sources.spawn(ble::run(config.ble.clone(), radio, clock.clone(), frames_tx.clone()));
     }
     drop(frames_tx);
 
@@ -134,10 +149,49 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     for task in sink_tasks {
         let _ = task.await;
     }
+    // Everything accepted is in the outbox now; send what the broker takes
+    // within the drain time, the rest waits there for the next start.
+    if let Some((stop, task)) = publisher {
+        stop.notify_one();
+        let _ = task.await;
+    }
     let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
     tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
     Ok(counters)
+}
+
+/// The uplink sink; for MQTT also the outbox publisher and the signal that
+/// stops it.
+#[allow(clippy::type_complexity)]
+fn uplink_sink(
+    loaded: &Loaded,
+    state_dir: &std::path::Path,
+) -> Result<(Box<dyn sink::Sink>, Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>), BuildError> {
+    let config = &loaded.config;
+    let SinkConfig::Mqtt(mqtt) = &config.uplink else {
+        return Ok((sink::from_config(&config.uplink, loaded, "uplink")?, None));
+    };
+    let outbox = Arc::new(Outbox::open(state_dir, config.outbox.max_bytes, config.outbox.overflow)?);
+    if let Ok(depth) = outbox.depth()
+        && depth.messages > 0
+    {
+        tracing::info!(waiting = depth.messages, bytes = depth.bytes, "resuming the outbox");
+    }
+    let (wake, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let client_id = mqtt.client_id.clone().unwrap_or_else(|| config.gateway.id.clone());
+    let status_topic = config.outbox.status_topic.replace("{gateway}", &config.gateway.id);
+    let drain = std::time::Duration::from_secs_f64(config.outbox.drain_timeout_s.max(0.0));
+    let task = tokio::spawn(mqtt::publish_outbox(
+        outbox.clone(),
+        mqtt.clone(),
+        client_id,
+        status_topic,
+        wake.clone(),
+        stop.clone(),
+        drain,
+    ));
+    Ok((Box::new(mqtt::UplinkSink::new(outbox, wake)), Some((stop, task))))
 }
 
 /// Decode frames and hand each message to its sensor's profile.

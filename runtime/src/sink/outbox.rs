@@ -1,0 +1,273 @@
+//! The durable outbox: uplink messages wait here, in `state.db`, until the
+//! broker acknowledged them (MQTT PUBACK). A message is *accepted* once its
+//! transaction committed; it leaves only after the acknowledgement, so a
+//! broker outage or a gateway crash loses nothing (at-least-once: a message
+//! whose PUBACK was lost is sent again, with the same id).
+//!
+//! Appends are group-committed: the uplink sink buffers what arrives while a
+//! commit is under way and commits it as one transaction. This connection
+//! runs `synchronous = FULL`: a commit is on disk (fsync'd) before it counts,
+//! so acceptance survives power loss, not only a process crash.
+//!
+//! Bounded in bytes, with an explicit policy when full: `reject-new` refuses
+//! new messages, `drop-oldest` evicts the oldest; either way it is counted.
+
+use crate::state::StateError;
+use rusqlite::{Connection, TransactionBehavior, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What to do with a new message when the outbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overflow {
+    /// Refuse the new message (keep the history intact).
+    RejectNew,
+    /// Evict the oldest messages to make room (keep the present).
+    DropOldest,
+}
+
+/// A message to append.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// The message's unique id, for consumers to deduplicate.
+    pub id: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub created_ms: u64,
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Position in the outbox: sending follows it, so order is kept.
+    pub seq: i64,
+    pub id: String,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// What one append did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub accepted: usize,
+    /// Refused under `reject-new`.
+    pub rejected: usize,
+    /// Evicted under `drop-oldest`.
+    pub evicted: usize,
+}
+
+/// Depth and age, for status and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Depth {
+    pub messages: u64,
+    pub bytes: u64,
+    pub oldest_created_ms: Option<u64>,
+}
+
+/// The outbox table in `state.db`, on its own connection. Its write
+/// transactions take the write lock up front (`BEGIN IMMEDIATE`), so they
+/// wait their turn behind the other connection instead of failing.
+pub struct Outbox {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    max_bytes: u64,
+    overflow: Overflow,
+}
+
+/// Bytes a message counts for: its payload, topic and id.
+fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
+    (topic.len() + id.len() + payload.len()) as u64
+}
+
+impl Outbox {
+    /// Open the outbox in `dir/state.db`.
+    pub fn open(dir: &Path, max_bytes: u64, overflow: Overflow) -> Result<Self, StateError> {
+        let path = dir.join("state.db");
+        let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS outbox (
+                 seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id         TEXT NOT NULL,
+                 topic      TEXT NOT NULL,
+                 payload    BLOB NOT NULL,
+                 bytes      INTEGER NOT NULL,
+                 created_ms INTEGER NOT NULL
+             );",
+        )
+        .map_err(sqlite)?;
+        Ok(Outbox { path, conn: Mutex::new(conn), max_bytes, overflow })
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite { path: self.path.clone(), source }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Append `batch` in one transaction, applying the overflow policy.
+    pub fn append(&self, batch: &[NewEntry]) -> Result<Appended, StateError> {
+        let mut conn = self.conn();
+        let run = |conn: &mut Connection| -> rusqlite::Result<Appended> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut used: u64 = tx
+                .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))?
+                as u64;
+            let mut report = Appended::default();
+            for entry in batch {
+                let bytes = size(&entry.topic, &entry.id, &entry.payload);
+                if bytes > self.max_bytes {
+                    report.rejected += 1;
+                    continue;
+                }
+                while used + bytes > self.max_bytes {
+                    match self.overflow {
+                        Overflow::RejectNew => break,
+                        Overflow::DropOldest => {
+                            let freed: Option<i64> = tx
+                                .query_row(
+                                    "DELETE FROM outbox WHERE seq = (SELECT MIN(seq) FROM outbox) RETURNING bytes",
+                                    [],
+                                    |r| r.get(0),
+                                )
+                                .ok();
+                            match freed {
+                                Some(freed) => {
+                                    used -= freed as u64;
+                                    report.evicted += 1;
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                }
+                if used + bytes > self.max_bytes {
+                    report.rejected += 1;
+                    continue;
+                }
+                tx.prepare_cached(
+                    "INSERT INTO outbox (id, topic, payload, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    entry.id,
+                    entry.topic,
+                    entry.payload,
+                    bytes as i64,
+                    entry.created_ms as i64
+                ])?;
+                used += bytes;
+                report.accepted += 1;
+            }
+            tx.commit()?;
+            Ok(report)
+        };
+        run(&mut conn).map_err(|e| self.sqlite(e))
+    }
+
+    /// Up to `limit` messages after `after_seq`, oldest first.
+    pub fn after(&self, after_seq: i64, limit: usize) -> Result<Vec<Entry>, StateError> {
+        let conn = self.conn();
+        let read = || -> rusqlite::Result<Vec<Entry>> {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, id, topic, payload FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
+                Ok(Entry { seq: r.get(0)?, id: r.get(1)?, topic: r.get(2)?, payload: r.get(3)? })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.sqlite(e))
+    }
+
+    /// Remove acknowledged messages.
+    pub fn remove(&self, seqs: &[i64]) -> Result<(), StateError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for seq in seqs {
+                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute(params![seq])?;
+            }
+            tx.commit()
+        };
+        run(&mut conn).map_err(|e| self.sqlite(e))
+    }
+
+    /// How much waits, and since when.
+    pub fn depth(&self) -> Result<Depth, StateError> {
+        self.conn()
+            .query_row("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_ms) FROM outbox", [], |r| {
+                Ok(Depth {
+                    messages: r.get::<_, i64>(0)? as u64,
+                    bytes: r.get::<_, i64>(1)? as u64,
+                    oldest_created_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                })
+            })
+            .map_err(|e| self.sqlite(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize, payload_len: usize) -> NewEntry {
+        NewEntry {
+            id: format!("m{n}"),
+            topic: "t".into(),
+            payload: vec![7; payload_len],
+            created_ms: n as u64,
+        }
+    }
+
+    /// Appended messages come back in order and survive reopening; removed ones are gone.
+    #[test]
+    fn order_persistence_and_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 1 << 20, Overflow::RejectNew).unwrap();
+        let batch: Vec<_> = (0..5).map(|n| entry(n, 10)).collect();
+        assert_eq!(outbox.append(&batch).unwrap().accepted, 5);
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 1 << 20, Overflow::RejectNew).unwrap();
+        let all = outbox.after(0, 100).unwrap();
+        assert_eq!(all.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["m0", "m1", "m2", "m3", "m4"]);
+        outbox.remove(&[all[0].seq, all[2].seq]).unwrap();
+        let rest = outbox.after(0, 100).unwrap();
+        assert_eq!(rest.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["m1", "m3", "m4"]);
+        assert_eq!(outbox.after(rest[1].seq, 100).unwrap().len(), 1);
+        let depth = outbox.depth().unwrap();
+        assert_eq!((depth.messages, depth.oldest_created_ms), (3, Some(1)));
+    }
+
+    /// Full under reject-new: new messages are refused and counted, the old stay.
+    #[test]
+    fn reject_new_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        // Each entry counts 1 (topic) + 2 (id) + 97 = 100 bytes.
+        let outbox = Outbox::open(dir.path(), 250, Overflow::RejectNew).unwrap();
+        let report = outbox.append(&[entry(1, 97), entry(2, 97), entry(3, 97)]).unwrap();
+        assert_eq!(report, Appended { accepted: 2, rejected: 1, evicted: 0 });
+        let ids: Vec<_> = outbox.after(0, 10).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["m1", "m2"]);
+    }
+
+    /// Full under drop-oldest: the oldest are evicted and counted, the new kept.
+    #[test]
+    fn drop_oldest_when_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 250, Overflow::DropOldest).unwrap();
+        let report = outbox.append(&[entry(1, 97), entry(2, 97), entry(3, 97), entry(4, 97)]).unwrap();
+        assert_eq!(report, Appended { accepted: 4, rejected: 0, evicted: 2 });
+        let ids: Vec<_> = outbox.after(0, 10).unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["m3", "m4"]);
+        assert_eq!(outbox.depth().unwrap().bytes, 200);
+    }
+}

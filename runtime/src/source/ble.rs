@@ -1,0 +1,796 @@
+//! The Bluetooth LE source: real sensors through BlueZ (bluetoothd) on the
+//! system D-Bus, with [`bluer`].
+//!
+//! Sensors are matched by the address in the configuration; anything else
+//! BlueZ reports is ignored after one map lookup. Two kinds:
+//!
+//! - **BTHome** (`format = "bthome"`): LE discovery runs with duplicate data,
+//!   so BlueZ reports every advertisement and not only changed ones; the
+//!   service data for 0xFCD2 of each becomes a [`Payload::ServiceData`] frame.
+//! - **Signed GATT** (`format = "signed-gatt"`): the source connects to the
+//!   sensor, subscribes to the reading characteristic of the edgeward sensor
+//!   service ([`SENSOR_SERVICE_UUID`], [`READING_CHARACTERISTIC_UUID`]) and
+//!   forwards each notification as a [`Payload::Notification`] frame. Failed
+//!   and lost connections are retried with exponential backoff and jitter; at
+//!   most `[ble] max-connections` are held at once.
+//!
+//! Frames carry the address bytes in written order, the RSSI when BlueZ knows
+//! it, and the gateway clock's time. Decoding and verifying is the router's,
+//! so a malformed advertisement becomes a frame the decoder rejects and counts.
+//!
+//! Resilience: all BlueZ handles hang off one session and one adapter. When
+//! the adapter is removed or powered off, or BlueZ goes away (its D-Bus name
+//! vanishes, as in a restart), the source drops them, waits for the adapter
+//! to be back and starts over, without a gateway restart. A watchdog restarts
+//! discovery when no advertisement at all arrived for `[ble] watchdog-s`
+//! while sensors wait on advertisements: a stalled controller goes quiet
+//! without reporting any error.
+
+use crate::clock::Clock;
+use crate::config::{BleConfig, SensorFormat, format_mac};
+use crate::decode::{Frame, Payload, bthome};
+use anyhow::{Context as _, anyhow, bail};
+use bluer::gatt::remote::Characteristic;
+use bluer::{
+    Adapter, AdapterEvent, Address, Device, DeviceEvent, DeviceProperty, DiscoveryFilter, DiscoveryTransport,
+    ErrorKind, InternalErrorKind, Session, SessionEvent, Uuid,
+};
+use futures_util::{FutureExt as _, StreamExt as _};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::{Instant, sleep, timeout};
+
+/// The edgeward sensor GATT service, which a signed sensor exposes while it
+/// accepts connections. It holds one characteristic,
+/// [`READING_CHARACTERISTIC_UUID`]. (Random v4 UUIDs, fixed for good: sensor
+/// firmware carries them.)
+pub const SENSOR_SERVICE_UUID: Uuid = Uuid::from_u128(0x163f8321_5b4c_4d7a_af76_9a284a3e0ea4);
+
+/// The reading characteristic of the edgeward sensor service: notify (and
+/// read); each notification carries exactly one reading, a COSE_Sign1 over
+/// SenML-CBOR signed with the sensor's production key (see
+/// [`crate::decode`]). A reading that does not fit one notification needs a
+/// larger ATT MTU; it is never split.
+pub const READING_CHARACTERISTIC_UUID: Uuid = Uuid::from_u128(0x3091d3be_0fb2_492a_838a_185d70526b81);
+
+/// BTHome's 16-bit UUID 0xFCD2 in the Bluetooth base UUID, as BlueZ keys service data.
+pub const BTHOME_UUID: Uuid = Uuid::from_u128(0x0000fcd2_0000_1000_8000_00805f9b34fb);
+
+/// A sensor the source listens to.
+#[derive(Debug, Clone)]
+pub struct BleSensor {
+    pub name: String,
+    /// Its address, bytes in written order (`AA:BB:…` is `[0xAA, 0xBB, …]`).
+    pub address: [u8; 6],
+    pub format: SensorFormat,
+}
+
+/// First and longest wait between attempts to reach BlueZ and the adapter.
+const SESSION_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+/// First and longest wait between connection attempts to one signed sensor.
+const CONNECT_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+/// A session or connection that lasted this long was healthy: the next
+/// failure starts the backoff from the beginning again.
+const STABLE: Duration = Duration::from_secs(30);
+/// How often the adapter's health is checked (and, while it is missing, its return).
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a missing adapter is looked for (BlueZ also announces it, which wakes the wait early).
+const ADAPTER_POLL: Duration = Duration::from_secs(2);
+/// Longest a single BlueZ property read may take before BlueZ counts as stuck
+/// (bluer's own method timeout is two minutes).
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection attempt, and then the GATT service discovery, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a signed sensor BlueZ does not know yet is looked up again
+/// (discovery finding it wakes the wait early).
+const UNSEEN_RECHECK: Duration = Duration::from_secs(10);
+/// A discovery that ends sooner than this after it started is restarted after
+/// a pause rather than at once, so a misbehaving BlueZ cannot spin the source.
+const DISCOVERY_MIN_RUN: Duration = Duration::from_secs(5);
+
+/// Run the BLE source for `sensors` until the frame receiver is gone (or the
+/// task is aborted at shutdown). Never returns early on BlueZ errors: it
+/// logs them and retries.
+pub async fn run(config: BleConfig, sensors: Vec<BleSensor>, clock: Clock, frames: mpsc::Sender<Frame>) {
+    let ctx = Arc::new(Ctx::new(config, sensors, clock, frames));
+    let adapter = ctx.config.adapter.as_ref().map_or("(default)", |a| a.get_ref().as_str());
+    tracing::info!(
+        adapter,
+        advertising = ctx.advertising.len(),
+        signed = ctx.signed.len(),
+        max_connections = ctx.config.max_connections,
+        "BLE source starting"
+    );
+    let mut backoff = Backoff::new(SESSION_BACKOFF);
+    loop {
+        let started = Instant::now();
+        match run_session(&ctx).await {
+            Ok(()) => {
+                tracing::info!("BLE source stopped: nothing takes frames any more");
+                return;
+            }
+            Err(e) => {
+                if started.elapsed() >= STABLE {
+                    backoff.reset();
+                }
+                let delay = backoff.next();
+                let restarts = ctx.stats.session_restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(restarts, "BLE: {e:#}; starting over in {:.1} s", delay.as_secs_f64());
+                sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// What the source's tasks share.
+struct Ctx {
+    config: BleConfig,
+    /// Every configured sensor by address: their advertisements are watched
+    /// (a signed sensor advertising BTHome data is a downgrade the decoder reports).
+    advertising: HashMap<Address, Arc<str>>,
+    /// The signed sensors, which are connected to.
+    signed: Vec<(Address, Arc<str>)>,
+    /// Signed sensors connected and subscribed right now.
+    connected: AtomicUsize,
+    clock: Clock,
+    frames: mpsc::Sender<Frame>,
+    /// When the last advertisement arrived, for the watchdog.
+    heard: Mutex<Instant>,
+    stats: Stats,
+}
+
+/// What the source counts; reported in its log lines.
+#[derive(Default)]
+struct Stats {
+    session_restarts: AtomicU64,
+    discovery_restarts: AtomicU64,
+    connect_failures: AtomicU64,
+}
+
+impl Ctx {
+    fn new(config: BleConfig, sensors: Vec<BleSensor>, clock: Clock, frames: mpsc::Sender<Frame>) -> Self {
+        let mut advertising = HashMap::new();
+        let mut signed = Vec::new();
+        for sensor in sensors {
+            let address = Address::new(sensor.address);
+            let name: Arc<str> = sensor.name.into();
+            advertising.insert(address, name.clone());
+            if sensor.format == SensorFormat::SignedGatt {
+                signed.push((address, name));
+            }
+        }
+        Ctx {
+            config,
+            advertising,
+            signed,
+            connected: AtomicUsize::new(0),
+            clock,
+            frames,
+            heard: Mutex::new(Instant::now()),
+            stats: Stats::default(),
+        }
+    }
+
+    fn heard_now(&self) {
+        *self.heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+
+    /// The watchdog period, while any sensor waits on advertisements: every
+    /// BTHome sensor does; a signed one only while it is not connected (a
+    /// connected peripheral usually stops advertising).
+    fn watchdog(&self) -> Option<Duration> {
+        let waiting = self.advertising.len() > self.signed.len()
+            || self.connected.load(Ordering::Relaxed) < self.signed.len();
+        (waiting && self.config.watchdog_s > 0.0).then(|| Duration::from_secs_f64(self.config.watchdog_s))
+    }
+
+    /// Hand a frame to the router; false when the router is gone.
+    async fn send(&self, address: Address, rssi: Option<i16>, payload: Payload) -> bool {
+        let frame = Frame { address: address.0, rssi, received_ms: self.clock.now_ms(), payload };
+        self.frames.send(frame).await.is_ok()
+    }
+}
+
+/// One BlueZ session: wait for the adapter, then run on it until it fails.
+/// `Ok` only when the router is gone.
+async fn run_session(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+    let adapter = wait_for_adapter(&session, ctx).await?;
+    run_adapter(&session, &adapter, ctx).await
+}
+
+/// Why an adapter is not usable right now, when that is a state to wait out
+/// (BlueZ not running, no such adapter, powered off) rather than an error
+/// that calls for a new session.
+fn absent(e: &bluer::Error, adapter: &str) -> Option<String> {
+    match &e.kind {
+        ErrorKind::NotFound | ErrorKind::DoesNotExist => Some(format!("no Bluetooth adapter {adapter}")),
+        ErrorKind::Internal(InternalErrorKind::DBus(name)) => match name.as_str() {
+            "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
+                Some("BlueZ (org.bluez) is not running".into())
+            }
+            // A removed object's path: libdbus answers UnknownObject or UnknownMethod.
+            "org.freedesktop.DBus.Error.UnknownObject" | "org.freedesktop.DBus.Error.UnknownMethod" => {
+                Some(format!("no Bluetooth adapter {adapter}"))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The adapter `name` (or the default one) and whether it is powered.
+async fn find_adapter(session: &Session, name: Option<&str>) -> bluer::Result<(Adapter, bool)> {
+    let adapter = match name {
+        Some(name) => session.adapter(name)?,
+        None => session.default_adapter().await?,
+    };
+    let powered = adapter.is_powered().await?;
+    Ok((adapter, powered))
+}
+
+/// The configured (or default) adapter once it exists and is powered.
+/// Waiting is logged once at WARN; its end at INFO.
+async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Adapter> {
+    let configured = ctx.config.adapter.as_ref().map(|a| a.get_ref().clone());
+    let label = configured.clone().unwrap_or_else(|| "(default)".into());
+    // Adapter announcements end the wait early; polling covers BlueZ coming
+    // back, whose start-up announcements may precede our subscription.
+    let mut announcements = Some(Box::pin(session.events().await.context("subscribing to BlueZ")?));
+    let mut waiting_since: Option<(Instant, String)> = None;
+    loop {
+        let why = match timeout(CALL_TIMEOUT, find_adapter(session, configured.as_deref())).await {
+            Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+            Ok(Ok((adapter, true))) => {
+                if let Some((since, _)) = waiting_since {
+                    tracing::info!(
+                        adapter = adapter.name(),
+                        "Bluetooth adapter available again after {:.1} s",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(adapter);
+            }
+            Ok(Ok((adapter, false))) => format!("Bluetooth adapter {} is powered off", adapter.name()),
+            Ok(Err(e)) => match absent(&e, &label) {
+                Some(why) => why,
+                None => return Err(anyhow!(e).context(format!("looking for adapter {label}"))),
+            },
+        };
+        match &waiting_since {
+            Some((_, logged)) if *logged == why => {}
+            _ => {
+                tracing::warn!("BLE: {why}; waiting for it");
+                waiting_since = Some((waiting_since.map_or_else(Instant::now, |(t, _)| t), why));
+            }
+        }
+        let announced = async {
+            match announcements.as_mut() {
+                Some(stream) => stream.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = announced => {
+                if event.is_none() {
+                    // The session lost its event stream; polling still works.
+                    announcements = None;
+                }
+            }
+            _ = sleep(ADAPTER_POLL) => {}
+        }
+    }
+}
+
+/// Why a discovery run ended without an error.
+enum DiscoveryEnd {
+    /// The watchdog saw silence.
+    Watchdog,
+    /// BlueZ ended it while the adapter stayed powered.
+    Stopped,
+}
+
+/// Discover on `adapter`, watch the configured sensors' advertisements and
+/// keep the signed sensors connected, until the adapter fails. `Ok` only
+/// when the router is gone.
+async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let name = adapter.name().to_string();
+    let address = adapter.address().await.map(|a| a.to_string()).unwrap_or_default();
+    adapter
+        .set_discovery_filter(DiscoveryFilter {
+            transport: DiscoveryTransport::Le,
+            duplicate_data: true,
+            ..Default::default()
+        })
+        .await
+        .context("setting the discovery filter")?;
+    let mut removals = Box::pin(session.events().await.context("subscribing to BlueZ")?);
+
+    // Every task below ends with this function: dropping the set aborts them.
+    let mut tasks = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
+    let mut sightings: HashMap<Address, Arc<Notify>> = HashMap::new();
+    for (address, sensor) in &ctx.signed {
+        let seen = Arc::new(Notify::new());
+        sightings.insert(*address, seen.clone());
+        tasks.spawn(keep_connected(
+            adapter.clone(),
+            *address,
+            sensor.clone(),
+            seen,
+            slots.clone(),
+            ctx.clone(),
+        ));
+    }
+    let mut watchers: HashMap<Address, AbortHandle> = HashMap::new();
+    tracing::info!(adapter = %name, %address, "BLE: using adapter");
+
+    let mut pause = Backoff::new((Duration::from_secs(1), DISCOVERY_MIN_RUN));
+    loop {
+        // Devices BlueZ already knows are replayed when discovery starts;
+        // they are not evidence that the radio hears anything.
+        let mut replayed: HashSet<Address> =
+            adapter.device_addresses().await.context("listing known devices")?.into_iter().collect();
+        let discovery = adapter.discover_devices().await.context("starting discovery")?;
+        let mut discovery = Box::pin(discovery);
+        let started = Instant::now();
+        ctx.heard_now();
+        tracing::info!(adapter = %name, "BLE: discovering");
+        let check_every = ctx.watchdog().map_or(HEALTH_INTERVAL, |w| w.min(HEALTH_INTERVAL));
+        let mut checks = tokio::time::interval_at(Instant::now() + check_every, check_every);
+        let end = loop {
+            tokio::select! {
+                event = discovery.next() => match event {
+                    Some(AdapterEvent::DeviceAdded(found)) => {
+                        if !replayed.remove(&found) {
+                            ctx.heard_now();
+                        }
+                        if let Some(seen) = sightings.get(&found) {
+                            seen.notify_one();
+                        }
+                        if let Some(sensor) = ctx.advertising.get(&found)
+                            && watchers.get(&found).is_none_or(AbortHandle::is_finished)
+                        {
+                            let device = adapter.device(found).context("a device handle")?;
+                            let handle = tasks.spawn(watch_advertisements(device, sensor.clone(), ctx.clone()));
+                            watchers.insert(found, handle);
+                        }
+                    }
+                    Some(_) => {}
+                    None => break DiscoveryEnd::Stopped,
+                },
+                event = removals.next() => match event {
+                    Some(SessionEvent::AdapterRemoved(removed)) if removed == name => {
+                        bail!("Bluetooth adapter {name} was removed");
+                    }
+                    Some(_) => {}
+                    None => bail!("lost the BlueZ event stream"),
+                },
+                _ = checks.tick() => {
+                    if ctx.frames.is_closed() {
+                        return Ok(());
+                    }
+                    check_powered(adapter).await?;
+                    while let Some(done) = tasks.try_join_next() {
+                        if let Err(e) = done && e.is_panic() {
+                            tracing::error!(adapter = %name, "BLE task panicked: {e}");
+                        }
+                    }
+                    if let Some(period) = ctx.watchdog()
+                        && ctx.silent_for() >= period
+                    {
+                        break DiscoveryEnd::Watchdog;
+                    }
+                }
+            }
+        };
+        // bluer stops the old discovery (asynchronously, but before it starts the next one).
+        drop(discovery);
+        match end {
+            DiscoveryEnd::Watchdog => {
+                let restarts = ctx.stats.discovery_restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    adapter = %name,
+                    restarts,
+                    "BLE watchdog: no advertisement for {:.0} s; restarting discovery",
+                    ctx.silent_for().as_secs_f64()
+                );
+            }
+            DiscoveryEnd::Stopped => {
+                check_powered(adapter).await?;
+                if started.elapsed() >= DISCOVERY_MIN_RUN {
+                    pause.reset();
+                }
+                let delay = pause.next();
+                tracing::warn!(
+                    adapter = %name,
+                    "BLE: BlueZ ended discovery; starting it again in {:.1} s",
+                    delay.as_secs_f64()
+                );
+                sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Fail unless the adapter answers and is powered.
+async fn check_powered(adapter: &Adapter) -> anyhow::Result<()> {
+    match timeout(CALL_TIMEOUT, adapter.is_powered()).await {
+        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => bail!("Bluetooth adapter {} was powered off", adapter.name()),
+        Ok(Err(e)) => Err(anyhow!(e).context(format!("Bluetooth adapter {} is gone", adapter.name()))),
+    }
+}
+
+/// Forward `device`'s BTHome service data, one frame per advertisement,
+/// until BlueZ forgets the device (discovery then finds it again).
+async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
+    let address = device.address();
+    // Subscribe before reading the current data, so nothing newer is missed.
+    let events = match device.events().await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(sensor = %sensor, "BLE: cannot watch advertisements: {e}");
+            return;
+        }
+    };
+    let mut events = Box::pin(events);
+    tracing::debug!(sensor = %sensor, address = %address, "BLE: watching advertisements");
+    // The advertisement that made BlueZ report the device. A remembered
+    // device that is out of range has no RSSI, and its data is old.
+    let mut rssi = device.rssi().await.ok().flatten();
+    if rssi.is_some()
+        && let Ok(Some(data)) = device.service_data().await
+        && let Some(data) = data.get(&BTHOME_UUID)
+    {
+        ctx.heard_now();
+        if !ctx.send(address, rssi, service_data(data.clone())).await {
+            return;
+        }
+    }
+    while let Some(first) = events.next().await {
+        // bluer splits one PropertiesChanged into one event per property; the
+        // rest of the signal is ready at once. Taking it together pairs the
+        // service data with the RSSI it arrived with, whatever their order.
+        let mut batch = vec![first];
+        while let Some(Some(more)) = events.next().now_or_never() {
+            batch.push(more);
+        }
+        let mut data = None;
+        for DeviceEvent::PropertyChanged(property) in batch {
+            match property {
+                DeviceProperty::Rssi(value) => rssi = Some(value),
+                DeviceProperty::ServiceData(mut map) => {
+                    // Two advertisements in one go (the second signal was
+                    // ready too): the earlier one is a reading as well.
+                    if let Some(bytes) = map.remove(&BTHOME_UUID)
+                        && let Some(earlier) = data.replace(bytes)
+                        && !ctx.send(address, rssi, service_data(earlier)).await
+                    {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        ctx.heard_now();
+        if let Some(bytes) = data
+            && !ctx.send(address, rssi, service_data(bytes)).await
+        {
+            return;
+        }
+    }
+    tracing::debug!(sensor = %sensor, "BLE: BlueZ removed the device; waiting for discovery to find it again");
+}
+
+fn service_data(data: Vec<u8>) -> Payload {
+    Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data }
+}
+
+/// How one connection to a signed sensor ended, when it was not an error.
+enum Ended {
+    /// The link or the subscription went away.
+    Lost(&'static str),
+    /// Nothing takes frames any more.
+    Closed,
+}
+
+/// Keep the signed sensor at `address` connected and subscribed, forever:
+/// connect when BlueZ has seen it, hold one of the adapter's connection
+/// slots while connected, reconnect with backoff after a failure or a loss.
+async fn keep_connected(
+    adapter: Adapter,
+    address: Address,
+    sensor: Arc<str>,
+    seen: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    ctx: Arc<Ctx>,
+) {
+    let device = match adapter.device(address) {
+        Ok(device) => device,
+        Err(e) => {
+            tracing::error!(sensor = %sensor, "BLE: no device handle: {e}");
+            return;
+        }
+    };
+    let mut backoff = Backoff::new(CONNECT_BACKOFF);
+    loop {
+        // BlueZ connects only to a device it knows, i.e. one discovery found.
+        if !matches!(timeout(CALL_TIMEOUT, device.address_type()).await, Ok(Ok(_))) {
+            tracing::debug!(sensor = %sensor, "BLE: waiting for the sensor to advertise");
+            let _ = timeout(UNSEEN_RECHECK, seen.notified()).await;
+            continue;
+        }
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::info!(
+                    sensor = %sensor,
+                    "BLE: all {} connection slots are taken; waiting for one",
+                    ctx.config.max_connections
+                );
+                match slots.clone().acquire_owned().await {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                }
+            }
+        };
+        let started = Instant::now();
+        let outcome = connection(&device, &sensor, &ctx).await;
+        drop(slot);
+        match outcome {
+            Ok(Ended::Closed) => return,
+            Ok(Ended::Lost(why)) => tracing::warn!(sensor = %sensor, address = %address, "BLE: {why}"),
+            Err(e) => {
+                let failures = ctx.stats.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {e:#}");
+            }
+        }
+        // Leave no half-open link behind (say, a sensor without the service).
+        if let Ok(Ok(true)) = timeout(CALL_TIMEOUT, device.is_connected()).await {
+            let _ = timeout(CALL_TIMEOUT, device.disconnect()).await;
+        }
+        if started.elapsed() >= STABLE {
+            backoff.reset();
+        }
+        let delay = backoff.next();
+        tracing::info!(sensor = %sensor, "BLE: reconnecting in {:.1} s", delay.as_secs_f64());
+        sleep(delay).await;
+    }
+}
+
+/// One connection: connect, find the reading characteristic, subscribe and
+/// forward notifications until the link or the subscription goes away.
+async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<Ended> {
+    // Subscribed before connecting, so a disconnect is never missed.
+    let mut events = Box::pin(device.events().await.context("watching the device")?);
+    if !device.is_connected().await.context("reading the connection state")? {
+        tracing::info!(sensor, "BLE: connecting");
+        match timeout(CONNECT_TIMEOUT, device.connect()).await {
+            Err(_) => bail!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            // Left connected by an earlier run of the gateway: use it.
+            Ok(Err(e)) if e.kind == ErrorKind::AlreadyConnected => {}
+            Ok(result) => result.context("connecting")?,
+        }
+    }
+    let characteristic = timeout(CONNECT_TIMEOUT, reading_characteristic(device))
+        .await
+        .map_err(|_| anyhow!("GATT services not resolved within {} s", CONNECT_TIMEOUT.as_secs()))??;
+    let notifications = characteristic.notify().await.context("subscribing to readings")?;
+    let mut notifications = Box::pin(notifications);
+    let _connected = Connected::new(&ctx.connected);
+    tracing::info!(sensor, "BLE: connected; subscribed to signed readings");
+    loop {
+        tokio::select! {
+            value = notifications.next() => match value {
+                Some(data) => {
+                    if !ctx.send(device.address(), None, Payload::Notification { data }).await {
+                        return Ok(Ended::Closed);
+                    }
+                }
+                None => return Ok(Ended::Lost("the reading characteristic went away")),
+            },
+            event = events.next() => match event {
+                Some(DeviceEvent::PropertyChanged(DeviceProperty::Connected(false))) => {
+                    return Ok(Ended::Lost("disconnected"));
+                }
+                Some(_) => {}
+                None => return Ok(Ended::Lost("BlueZ removed the device")),
+            },
+        }
+    }
+}
+
+/// The reading characteristic of the edgeward sensor service on a connected
+/// device (waits for BlueZ to resolve the services).
+async fn reading_characteristic(device: &Device) -> anyhow::Result<Characteristic> {
+    for service in device.services().await.context("resolving GATT services")? {
+        if service.uuid().await? != SENSOR_SERVICE_UUID {
+            continue;
+        }
+        for characteristic in service.characteristics().await? {
+            if characteristic.uuid().await? == READING_CHARACTERISTIC_UUID {
+                return Ok(characteristic);
+            }
+        }
+        bail!("the edgeward sensor service has no reading characteristic {READING_CHARACTERISTIC_UUID}");
+    }
+    bail!("no edgeward sensor service {SENSOR_SERVICE_UUID}: not a signed sensor, or another firmware")
+}
+
+/// Counts a live subscription for as long as it exists.
+struct Connected<'a>(&'a AtomicUsize);
+
+impl<'a> Connected<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Connected(count)
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Exponential backoff with jitter: each wait doubles up to a cap, and is
+/// drawn between half and all of its nominal value, so that sensors that
+/// dropped together (an adapter reset) do not retry in lockstep.
+struct Backoff {
+    first: Duration,
+    cap: Duration,
+    nominal: Duration,
+}
+
+impl Backoff {
+    fn new((first, cap): (Duration, Duration)) -> Self {
+        Backoff { first, cap, nominal: first }
+    }
+
+    fn next(&mut self) -> Duration {
+        let nominal = self.nominal;
+        self.nominal = (self.nominal * 2).min(self.cap);
+        // Entropy failing only loses the jitter.
+        let unit = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
+        nominal.mul_f64(0.5 + 0.5 * unit)
+    }
+
+    fn reset(&mut self) {
+        self.nominal = self.first;
+    }
+}
+
+/// The adapter named `name`, or BlueZ's default one, for a one-off tool
+/// (`edgeward scan`); an error that says what is missing when it is absent
+/// or powered off.
+pub async fn open_adapter(name: Option<&str>) -> anyhow::Result<Adapter> {
+    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+    let label = name.unwrap_or("(default)");
+    match timeout(CALL_TIMEOUT, find_adapter(&session, name)).await {
+        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Ok(Ok((adapter, true))) => Ok(adapter),
+        Ok(Ok((adapter, false))) => bail!("Bluetooth adapter {} is powered off", adapter.name()),
+        Ok(Err(e)) => match absent(&e, label) {
+            Some(why) => bail!("{why}"),
+            None => Err(anyhow!(e).context(format!("looking for adapter {label}"))),
+        },
+    }
+}
+
+/// `AA:BB:CC:DD:EE:FF` for a BlueZ address, as the configuration writes it.
+pub fn address_text(address: Address) -> String {
+    format_mac(&address.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Backoff doubles up to its cap, stays within its jitter band, and starts over on reset.
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let mut backoff = Backoff::new((Duration::from_secs(1), Duration::from_secs(60)));
+        let mut nominal = Duration::from_secs(1);
+        for _ in 0..10 {
+            let wait = backoff.next();
+            assert!(wait >= nominal / 2 && wait <= nominal, "{wait:?} outside {nominal:?}/2..{nominal:?}");
+            nominal = (nominal * 2).min(Duration::from_secs(60));
+        }
+        assert!(backoff.next() >= Duration::from_secs(30));
+        backoff.reset();
+        assert!(backoff.next() <= Duration::from_secs(1));
+    }
+
+    /// The UUIDs are the documented ones, and BTHome's is 0xFCD2 in the base UUID.
+    #[test]
+    fn uuids_are_the_documented_ones() {
+        assert_eq!(SENSOR_SERVICE_UUID.to_string(), "163f8321-5b4c-4d7a-af76-9a284a3e0ea4");
+        assert_eq!(READING_CHARACTERISTIC_UUID.to_string(), "3091d3be-0fb2-492a-838a-185d70526b81");
+        assert_eq!(BTHOME_UUID.to_string(), "0000fcd2-0000-1000-8000-00805f9b34fb");
+        assert_eq!(BTHOME_UUID.as_u128() >> 96, u128::from(bthome::SERVICE_UUID16));
+    }
+
+    /// A frame carries the address bytes in written order, the RSSI, the gateway's time and the data.
+    #[tokio::test]
+    async fn frames_carry_address_in_written_order() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let sensor = BleSensor {
+            name: "kitchen".into(),
+            address: crate::config::parse_mac("A4:C1:38:0D:0E:0F").unwrap(),
+            format: SensorFormat::Bthome,
+        };
+        let ctx = Ctx::new(BleConfig::default(), vec![sensor], Clock::manual(1234), tx);
+        let address: Address = "A4:C1:38:0D:0E:0F".parse().unwrap();
+        assert!(ctx.advertising.contains_key(&address));
+        assert!(ctx.send(address, Some(-61), service_data(vec![0x40, 0x02, 0xca, 0x09])).await);
+        let frame = rx.recv().await.unwrap();
+        assert_eq!(frame.address, [0xa4, 0xc1, 0x38, 0x0d, 0x0e, 0x0f]);
+        assert_eq!((frame.rssi, frame.received_ms), (Some(-61), 1234));
+        assert!(
+            matches!(frame.payload, Payload::ServiceData { uuid16: 0xfcd2, ref data } if data[0] == 0x40)
+        );
+        assert_eq!(address_text(address), "A4:C1:38:0D:0E:0F");
+    }
+
+    /// The watchdog is armed for BTHome sensors, and for signed ones only while unconnected.
+    #[test]
+    fn watchdog_arms_while_sensors_wait_on_advertisements() {
+        let sensor = |name: &str, last: u8, format| BleSensor {
+            name: name.into(),
+            address: [1, 2, 3, 4, 5, last],
+            format,
+        };
+        let (tx, _rx) = mpsc::channel(1);
+        let signed_only = Ctx::new(
+            BleConfig::default(),
+            vec![sensor("w", 1, SensorFormat::SignedGatt)],
+            Clock::real(),
+            tx.clone(),
+        );
+        assert_eq!(signed_only.watchdog(), Some(Duration::from_secs(60)));
+        let _connected = Connected::new(&signed_only.connected);
+        assert_eq!(signed_only.watchdog(), None);
+
+        let mixed = Ctx::new(
+            BleConfig { watchdog_s: 0.0, ..BleConfig::default() },
+            vec![sensor("t", 2, SensorFormat::Bthome)],
+            Clock::real(),
+            tx,
+        );
+        assert_eq!(mixed.watchdog(), None, "0 turns it off");
+    }
+
+    /// `[ble]` loads with its defaults, and bad values are refused naming the key.
+    #[test]
+    fn ble_section_is_validated() {
+        let base = "[gateway]\nid = \"gw\"\n";
+        let load = |extra: &str| {
+            crate::config::load_str(&format!("{base}{extra}"), "t.toml".as_ref(), "/tmp".as_ref())
+        };
+        let loaded = load("").unwrap();
+        assert_eq!(loaded.config.ble.max_connections, 4);
+        assert_eq!(loaded.config.ble.watchdog_s, 60.0);
+        assert!(loaded.config.ble.adapter.is_none());
+        let loaded = load("[ble]\nadapter = \"hci1\"\nmax-connections = 2\nwatchdog-s = 0\n").unwrap();
+        assert_eq!(loaded.config.ble.adapter.unwrap().into_inner(), "hci1");
+        for (bad, key) in [
+            ("adapter = \"hci0/x\"", "ble.adapter"),
+            ("max-connections = 0", "ble.max-connections"),
+            ("watchdog-s = -1", "ble.watchdog-s"),
+            ("scan = true", "scan"),
+        ] {
+            let err = load(&format!("[ble]\n{bad}\n")).unwrap_err().to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+}
