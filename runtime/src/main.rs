@@ -71,6 +71,15 @@ enum Command {
         #[arg(long)]
         mac: Option<String>,
     },
+    /// How the running gateway is doing: counters, uplink, outbox depth.
+    Status {
+        /// The configuration file (for the state directory).
+        #[arg(short, long, env = "EDGEWARD_CONFIG", default_value = "/etc/edgeward/edgeward.toml")]
+        config: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Sensors' persisted state.
     Sensor {
         #[command(subcommand)]
@@ -166,6 +175,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config, json } => check(config, json),
         Command::Keygen { out, kind } => keygen(out, kind),
+        Command::Status { config, json } => status(config, json),
         Command::Decode { hex, signed, key, kid, bindkey, mac } => {
             cli::decode::run(&hex, signed, key.as_deref(), kid.as_deref(), bindkey.as_deref(), mac.as_deref())
         }
@@ -271,6 +281,33 @@ fn build_for_check(loaded: &Loaded) -> anyhow::Result<topology::Built> {
 /// Turn "not everything passed" into the failure exit code.
 fn all_passed(ok: bool, what: &str) -> anyhow::Result<()> {
     if ok { Ok(()) } else { anyhow::bail!("{what} failed for some messages") }
+}
+
+fn status(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
+    let loaded = config::load(&path)?;
+    let file = loaded.state_dir().join("status.json");
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!("no status at {} (has the gateway run with this config?)", file.display())
+    })?;
+    let mut status: edgeward::telemetry::Status =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", file.display()))?;
+    // A crashed daemon leaves `running: true` behind: believe the process table.
+    status.running &= std::path::Path::new(&format!("/proc/{}", status.pid)).exists();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let state = if status.running { format!("running (pid {})", status.pid) } else { "not running".into() };
+    println!("gateway {}: {state}, as of {}", status.gateway, status.updated);
+    println!("config  {}", status.config);
+    if let Some(outbox) = &status.outbox {
+        let age = outbox.oldest_age_s.map_or_else(|| "empty".into(), |a| format!("oldest {a:.0} s"));
+        println!("outbox  {} messages, {} bytes, {age}", outbox.messages, outbox.bytes);
+    }
+    for (name, value) in &status.counters {
+        println!("  {name:<20} {value}");
+    }
+    Ok(())
 }
 
 fn keygen(out: PathBuf, kind: KeyKindArg) -> anyhow::Result<()> {

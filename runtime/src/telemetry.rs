@@ -42,6 +42,16 @@ pub struct Counters {
     pub alarms: AtomicU64,
     /// Actuator commands issued.
     pub commands: AtomicU64,
+    /// Uplink messages the broker acknowledged (PUBACK).
+    pub uplink_acked: AtomicU64,
+    /// Times the uplink connection was lost.
+    pub uplink_disconnects: AtomicU64,
+    /// 1 while the uplink is connected.
+    pub uplink_connected: AtomicU64,
+    /// Messages the full outbox refused (`overflow = "reject-new"`).
+    pub outbox_rejected: AtomicU64,
+    /// Messages the full outbox evicted (`overflow = "drop-oldest"`).
+    pub outbox_evicted: AtomicU64,
 }
 
 impl Counters {
@@ -63,6 +73,11 @@ impl Counters {
             ("module_faults", get(&self.module_faults)),
             ("alarms", get(&self.alarms)),
             ("commands", get(&self.commands)),
+            ("uplink_acked", get(&self.uplink_acked)),
+            ("uplink_disconnects", get(&self.uplink_disconnects)),
+            ("uplink_connected", get(&self.uplink_connected)),
+            ("outbox_rejected", get(&self.outbox_rejected)),
+            ("outbox_evicted", get(&self.outbox_evicted)),
         ]
     }
 }
@@ -72,4 +87,66 @@ pub fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// What `edgeward status` shows: written by the daemon to
+/// `STATE/status.json` every few seconds and when it stops.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    pub gateway: String,
+    pub config: String,
+    pub pid: u32,
+    /// False in the copy written as the daemon stopped.
+    pub running: bool,
+    pub updated: String,
+    pub counters: std::collections::BTreeMap<String, u64>,
+    pub outbox: Option<OutboxStatus>,
+}
+
+/// The outbox's depth and age.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct OutboxStatus {
+    pub messages: u64,
+    pub bytes: u64,
+    /// Age of the oldest message not yet acknowledged, in seconds.
+    pub oldest_age_s: Option<f64>,
+}
+
+impl Status {
+    /// The current state of this process.
+    pub fn gather(
+        gateway: &str,
+        config: &std::path::Path,
+        counters: &Counters,
+        outbox: Option<&crate::sink::outbox::Outbox>,
+        running: bool,
+    ) -> Self {
+        let now = crate::clock::wall_ms();
+        let outbox = outbox.and_then(|o| o.depth().ok()).map(|d| OutboxStatus {
+            messages: d.messages,
+            bytes: d.bytes,
+            oldest_age_s: d.oldest_created_ms.map(|t| now.saturating_sub(t) as f64 / 1000.0),
+        });
+        Status {
+            gateway: gateway.to_string(),
+            config: config.display().to_string(),
+            pid: std::process::id(),
+            running,
+            updated: crate::clock::format_rfc3339_ms(now),
+            counters: counters.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            outbox,
+        }
+    }
+
+    /// Write `dir/status.json` atomically (a reader never sees half a file).
+    pub fn write(&self, dir: &std::path::Path) {
+        let tmp = dir.join("status.json.tmp");
+        let written = serde_json::to_vec_pretty(self)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, dir.join("status.json")));
+        if let Err(e) = written {
+            tracing::warn!("cannot write status.json: {e}");
+        }
+    }
 }

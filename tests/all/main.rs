@@ -6,6 +6,7 @@
 mod support;
 
 mod bad_configs;
+mod ble;
 mod daemon;
 mod interop;
 mod mqtt;

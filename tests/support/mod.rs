@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bluez;
 pub mod broker;
 
 use std::path::{Path, PathBuf};

@@ -13,6 +13,7 @@
 
 use super::outbox::{NewEntry, Outbox};
 use super::{Record, Sink, SinkError};
+use crate::telemetry::Counters;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -87,11 +88,12 @@ pub struct UplinkSink {
     pending: Vec<NewEntry>,
     /// Wakes the publisher when something was committed.
     wake: Arc<Notify>,
+    counters: Arc<Counters>,
 }
 
 impl UplinkSink {
-    pub fn new(outbox: Arc<Outbox>, wake: Arc<Notify>) -> Self {
-        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake }
+    pub fn new(outbox: Arc<Outbox>, wake: Arc<Notify>, counters: Arc<Counters>) -> Self {
+        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters }
     }
 }
 
@@ -131,6 +133,8 @@ impl Sink for UplinkSink {
         };
         match result {
             Ok(report) => {
+                Counters::add(&self.counters.outbox_rejected, report.rejected as u64);
+                Counters::add(&self.counters.outbox_evicted, report.evicted as u64);
                 if report.rejected > 0 {
                     tracing::error!(
                         rejected = report.rejected,
@@ -165,6 +169,7 @@ pub async fn publish_outbox(
     wake: Arc<Notify>,
     stop: Arc<Notify>,
     drain: Duration,
+    counters: Arc<Counters>,
 ) {
     let mut options = match config.options(client_id) {
         Ok(options) => options,
@@ -241,6 +246,7 @@ pub async fn publish_outbox(
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!(url = %config.url, "uplink connected");
                         connected = true;
+                        counters.uplink_connected.store(1, std::sync::atomic::Ordering::Relaxed);
                         backoff = Duration::from_millis(250);
                         if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
                             requested.push_back(None);
@@ -254,6 +260,7 @@ pub async fn publish_outbox(
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
                         if let Some(seq) = inflight.remove(&ack.pkid) {
                             acked.push(seq);
+                            Counters::add(&counters.uplink_acked, 1);
                         }
                         if acked.len() >= GROUP_COMMIT {
                             remove_acked(&outbox, &mut acked);
@@ -262,6 +269,10 @@ pub async fn publish_outbox(
                     Ok(_) => {}
                     Err(e) => {
                         tracing::warn!(url = %config.url, "uplink disconnected: {e}");
+                        if connected {
+                            Counters::add(&counters.uplink_disconnects, 1);
+                        }
+                        counters.uplink_connected.store(0, std::sync::atomic::Ordering::Relaxed);
                         break;
                     }
                 },

@@ -58,7 +58,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     let built = block_in_place(|| build(&loaded, &engine, &state, &clock, Missing::Generate))?;
     let counters = Arc::new(Counters::default());
 
-    let (uplink, publisher) = uplink_sink(&loaded, &state_dir)?;
+    let (uplink, publisher) = uplink_sink(&loaded, &state_dir, counters.clone())?;
+    let outbox = publisher.as_ref().map(|(_, _, outbox)| outbox.clone());
+    let status = tokio::spawn(write_status(
+        state_dir.clone(),
+        loaded.path.clone(),
+        config.gateway.id.clone(),
+        counters.clone(),
+        outbox.clone(),
+    ));
     let (sinks, sink_tasks) = SinkSet::start(
         uplink,
         sink::from_config(&config.alarm, &loaded, "alarm")?,
@@ -151,10 +159,13 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     }
     // Everything accepted is in the outbox now; send what the broker takes
     // within the drain time, the rest waits there for the next start.
-    if let Some((stop, task)) = publisher {
+    if let Some((stop, task, _)) = publisher {
         stop.notify_one();
         let _ = task.await;
     }
+    status.abort();
+    crate::telemetry::Status::gather(&config.gateway.id, &loaded.path, &counters, outbox.as_deref(), false)
+        .write(&state_dir);
     let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
     let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
     tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
@@ -167,7 +178,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
 fn uplink_sink(
     loaded: &Loaded,
     state_dir: &std::path::Path,
-) -> Result<(Box<dyn sink::Sink>, Option<(Arc<Notify>, tokio::task::JoinHandle<()>)>), BuildError> {
+    counters: Arc<Counters>,
+) -> Result<(Box<dyn sink::Sink>, Option<(Arc<Notify>, tokio::task::JoinHandle<()>, Arc<Outbox>)>), BuildError>
+{
     let config = &loaded.config;
     let SinkConfig::Mqtt(mqtt) = &config.uplink else {
         return Ok((sink::from_config(&config.uplink, loaded, "uplink")?, None));
@@ -190,8 +203,24 @@ fn uplink_sink(
         wake.clone(),
         stop.clone(),
         drain,
+        counters.clone(),
     ));
-    Ok((Box::new(mqtt::UplinkSink::new(outbox, wake)), Some((stop, task))))
+    Ok((Box::new(mqtt::UplinkSink::new(outbox.clone(), wake, counters)), Some((stop, task, outbox))))
+}
+
+/// Keep `STATE/status.json` current for `edgeward status`.
+async fn write_status(
+    state_dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    gateway: String,
+    counters: Arc<Counters>,
+    outbox: Option<Arc<Outbox>>,
+) {
+    loop {
+        let status = crate::telemetry::Status::gather(&gateway, &config, &counters, outbox.as_deref(), true);
+        block_in_place(|| status.write(&state_dir));
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Decode frames and hand each message to its sensor's profile.

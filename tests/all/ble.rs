@@ -1,0 +1,324 @@
+//! The BLE source end to end: the real gateway binary, through the real
+//! bluer client, against an emulated BlueZ on a private D-Bus bus (see
+//! `tests/support/bluez.rs` and `tests/bluez/edgeward_bluez.py`).
+//!
+//! Sensors advertise and notify again and again until the test sees what it
+//! waits for, as real sensors repeat themselves: so no test depends on when
+//! the gateway subscribed. Waits are bounded; nothing asserts on timing.
+
+use crate::support::bluez::{ADAPTER, BTHOME, Bluez, Gateway, json_lines};
+use crate::support::{edgeward, fast_config, stderr, table, trust_store};
+use ed25519_dalek::{Signer, SigningKey};
+use edgeward::decode::bthome;
+use edgeward::source::ble::{READING_CHARACTERISTIC_UUID, SENSOR_SERVICE_UUID};
+use edgeward::trust::keys::{KeyKind, format_public};
+use edgeward_formats::{cose, senml};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Table;
+
+const KITCHEN: &str = "A4:C1:38:00:00:01";
+const WEARABLE: &str = "C0:FF:EE:00:00:01";
+/// A first wait covers the gateway's start (compiling rules when the cache is cold).
+const START: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A gateway config in `dir` with a BTHome sensor `kitchen` (source ble) whose
+/// readings go through an alarm rule to a file uplink; `ble` is the `[ble]` table.
+fn bthome_config(dir: &Path, ble: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[gateway]
+id = "ble-gw"
+state-dir = "state"
+
+[ble]
+adapter = "{ADAPTER}"
+{ble}
+
+[sandbox]
+call-timeout-ms = 5000
+
+[[sensor]]
+name = "kitchen"
+address = "{KITCHEN}"
+profile = "rooms"
+
+[profile.rooms]
+modules = ["thresholds"]
+
+[module.thresholds]
+wasm = "builtin:alarm"
+capabilities = ["kv"]
+
+[[module.thresholds.config.threshold]]
+measurement = "temperature"
+above = 30.0
+code = "too-hot"
+
+[uplink]
+type = "file"
+path = "uplink.jsonl"
+
+[alarm]
+type = "file"
+path = "alarm.jsonl"
+
+[actuator]
+type = "none"
+"#
+    );
+    let path = dir.join("edgeward.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// BTHome service data: battery 90 %, `temperature`, packet id `packet`.
+fn bthome_data(packet: u8, temperature: f64) -> Vec<u8> {
+    bthome::encode(&[(0x01, 90.0), (0x02, temperature)], Some(packet)).unwrap()
+}
+
+/// The uplink record for the kitchen's packet `packet`, once there.
+fn uplink_packet(dir: &Path, packet: u64) -> Option<Value> {
+    json_lines(&dir.join("uplink.jsonl")).into_iter().find(|r| r["sensor"] == "kitchen" && r["seq"] == packet)
+}
+
+/// Advertise the kitchen's `packet` until it is upstream; its uplink record.
+fn kitchen_reading(bluez: &Bluez, gateway: &Gateway, dir: &Path, packet: u8, temperature: f64) -> Value {
+    let data = bthome_data(packet, temperature);
+    gateway.wait_for(&format!("kitchen packet {packet} upstream"), WAIT, || {
+        bluez.advertise(KITCHEN, "kitchen-sensor", -58, &[(BTHOME, &data)]);
+        uplink_packet(dir, u64::from(packet))
+    })
+}
+
+/// A measurement's value in an uplink record.
+fn measurement(record: &Value, name: &str) -> Option<f64> {
+    record["measurements"].as_array()?.iter().find(|m| m["name"] == name)?["value"].as_f64()
+}
+
+/// The wearable's signing key and its reading `seq` as it notifies it.
+fn signed_reading(key: &SigningKey, seq: u64, temperature: f64) -> Vec<u8> {
+    let payload = senml::encode(
+        WEARABLE,
+        1_768_435_200_000 + seq * 60_000,
+        &[senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: temperature }],
+    );
+    cose::build_sensor_sign1(b"wearable-1", seq, &payload, |tbs| {
+        Ok::<_, std::convert::Infallible>(key.sign(tbs).to_bytes().to_vec())
+    })
+    .unwrap()
+}
+
+/// The shipped medical config with the wearable on BLE (signed GATT) under `key`.
+fn signed_config(dir: &Path, key: &SigningKey) -> PathBuf {
+    let public = format_public(KeyKind::Ed25519, &key.verifying_key().to_bytes());
+    // The trust store for `edgeward verify` reads it from here.
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/wearable-1.key.pub"), format!("{public}\n")).unwrap();
+    fast_config("medical.toml", dir, |config| {
+        let mut sensor = Table::new();
+        sensor.insert("name".into(), "wearable-1".into());
+        sensor.insert("address".into(), WEARABLE.into());
+        sensor.insert("format".into(), "signed-gatt".into());
+        sensor.insert("profile".into(), "provenance".into());
+        sensor.insert("source".into(), "ble".into());
+        sensor.insert("key".into(), public.into());
+        config.insert("sensor".into(), toml::Value::Array(vec![sensor.into()]));
+        table(config, "ble").insert("adapter".into(), ADAPTER.into());
+    })
+}
+
+/// Notify reading `seq` (advertising too, so the gateway finds the wearable)
+/// until it is upstream; its uplink record.
+fn wearable_reading(bluez: &Bluez, gateway: &Gateway, dir: &Path, key: &SigningKey, seq: u64) -> Value {
+    let reading = signed_reading(key, seq, 36.5 + seq as f64 / 10.0);
+    let characteristic = READING_CHARACTERISTIC_UUID.to_string();
+    gateway.wait_for(&format!("signed reading {seq} upstream"), WAIT, || {
+        bluez.advertise(WEARABLE, "wearable", -50, &[]);
+        bluez.notify(WEARABLE, &characteristic, &reading);
+        json_lines(&dir.join("uplink.jsonl"))
+            .into_iter()
+            .find(|r| r["sensor"] == "wearable-1" && r["seq"] == seq)
+    })
+}
+
+fn wearable_offers_the_sensor_service(bluez: &Bluez) {
+    bluez.add_gatt_service(
+        WEARABLE,
+        &SENSOR_SERVICE_UUID.to_string(),
+        &[&READING_CHARACTERISTIC_UUID.to_string()],
+    );
+}
+
+/// BTHome advertisements of a configured sensor flow through its profile's
+/// rules to the uplink (and raise an alarm); strangers and garbage do not.
+#[test]
+fn bthome_advertisements_flow_through_the_pipeline() {
+    let bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("discovery", START, || bluez.discovering().then_some(()));
+    let filter = bluez.discovery_filter();
+    assert_eq!(dbus::arg::prop_cast::<bool>(&filter, "DuplicateData"), Some(&true), "{filter:?}");
+    assert_eq!(dbus::arg::prop_cast::<String>(&filter, "Transport").map(String::as_str), Some("le"));
+
+    let stranger = bthome_data(9, 99.0);
+    bluez.advertise("11:22:33:44:55:66", "stranger", -80, &[(BTHOME, &stranger)]);
+    let first = kitchen_reading(&bluez, &gateway, dir.path(), 1, 21.5);
+    assert_eq!(first["address"], KITCHEN);
+    assert_eq!(first["rssi"], -58);
+    assert_eq!(first["authenticity"], "none");
+    assert_eq!(measurement(&first, "temperature"), Some(21.5));
+    assert_eq!(measurement(&first, "battery"), Some(90.0));
+
+    // A malformed advertisement is a frame the decoder rejects, not a crash.
+    bluez.advertise(KITCHEN, "kitchen-sensor", -58, &[(BTHOME, &[0xff, 0x00])]);
+    gateway.wait_for_log("frame rejected", WAIT);
+
+    let hot = kitchen_reading(&bluez, &gateway, dir.path(), 2, 31.25);
+    assert_eq!(measurement(&hot, "temperature"), Some(31.25));
+    gateway.wait_for("the too-hot alarm", WAIT, || {
+        json_lines(&dir.path().join("alarm.jsonl")).into_iter().find(|a| a["code"] == "too-hot")
+    });
+    let uplink = json_lines(&dir.path().join("uplink.jsonl"));
+    assert!(uplink.iter().all(|r| r["sensor"] == "kitchen"), "only the configured sensor: {uplink:?}");
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// A signed GATT sensor is connected and subscribed to; its notifications
+/// arrive sensor-signed, are countersigned, and verify offline.
+#[test]
+fn signed_gatt_notifications_arrive_verified() {
+    let bluez = Bluez::start();
+    wearable_offers_the_sensor_service(&bluez);
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &key));
+    for seq in 1..=3 {
+        let record = wearable_reading(&bluez, &gateway, dir.path(), &key, seq);
+        assert_eq!(record["authenticity"], "sensor-signed");
+        assert_eq!(measurement(&record, "temperature"), Some(36.5 + seq as f64 / 10.0));
+    }
+    assert!(gateway.log().contains("subscribed to signed readings"));
+    assert_eq!(gateway.stop(), 0);
+
+    let trust = trust_store(dir.path(), &["wearable-1"], "ward-7-gw");
+    let uplink = dir.path().join("uplink.jsonl");
+    let out = edgeward(&["verify", "--trust", trust.to_str().unwrap(), uplink.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("3 passed, 0 failed"), "{}", stderr(&out));
+}
+
+/// Failed connection attempts are retried with backoff until one succeeds,
+/// and a lost link is reconnected and resubscribed.
+#[test]
+fn failed_and_lost_connections_are_retried() {
+    let bluez = Bluez::start();
+    wearable_offers_the_sensor_service(&bluez);
+    bluez.fail_connects(WEARABLE, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[43; 32]);
+    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &key));
+
+    wearable_reading(&bluez, &gateway, dir.path(), &key, 1);
+    assert!(bluez.connect_attempts(WEARABLE) >= 3, "two failures, then a connection");
+    assert!(gateway.log().contains("le-connection-abort-by-local"), "{}", gateway.log());
+
+    let attempts = bluez.connect_attempts(WEARABLE);
+    assert!(bluez.drop_connection(WEARABLE));
+    gateway.wait_for_log("BLE: disconnected", WAIT);
+    wearable_reading(&bluez, &gateway, dir.path(), &key, 2);
+    assert!(bluez.connect_attempts(WEARABLE) > attempts, "reconnected");
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// When the adapter is unplugged, or powered off, the source waits and
+/// recovers once it is back, without a gateway restart.
+#[test]
+fn adapter_removed_or_powered_off_then_back() {
+    let bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("discovery", START, || bluez.discovering().then_some(()));
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 20.0);
+
+    bluez.remove_adapter(ADAPTER);
+    gateway.wait_for_log("no Bluetooth adapter hci0; waiting for it", WAIT);
+    bluez.add_adapter(ADAPTER);
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 20.5);
+    assert!(gateway.log().contains("adapter available again"), "{}", gateway.log());
+
+    bluez.set_powered(false);
+    gateway.wait_for_log("hci0 is powered off; waiting for it", WAIT);
+    bluez.set_powered(true);
+    kitchen_reading(&bluez, &gateway, dir.path(), 3, 21.0);
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// When BlueZ itself goes away and comes back (a restart: its D-Bus name
+/// vanishes and is taken again), advertisements flow again.
+#[test]
+fn bluez_restart_is_survived() {
+    let mut bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("discovery", START, || bluez.discovering().then_some(()));
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 19.0);
+
+    bluez.restart();
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 19.5);
+    assert!(
+        gateway.log().contains("BlueZ (org.bluez) is not running")
+            || gateway.log().contains("no Bluetooth adapter")
+    );
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// With no advertisement for `watchdog-s`, discovery is restarted (logged),
+/// and advertisements are heard afterwards.
+#[test]
+fn watchdog_restarts_silent_discovery() {
+    let bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), "watchdog-s = 1"));
+    gateway.wait_for("two watchdog restarts", START, || (bluez.discovery_starts() >= 3).then_some(()));
+    assert!(gateway.log().contains("BLE watchdog: no advertisement"), "{}", gateway.log());
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 22.0);
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// `edgeward scan --json` lists an advertising sensor with its address,
+/// name, RSSI and decoded BTHome values.
+#[test]
+fn scan_lists_nearby_sensors_with_decoded_values() {
+    let bluez = Bluez::start();
+    let mut scan = std::process::Command::new(env!("CARGO_BIN_EXE_edgeward"))
+        .args(["scan", "--adapter", ADAPTER, "--seconds", "4", "--json"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", bluez.address())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = bthome_data(7, 23.5);
+    let deadline = std::time::Instant::now() + WAIT;
+    while scan.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "scan did not end");
+        bluez.advertise(KITCHEN, "kitchen-sensor", -61, &[(BTHOME, &data)]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = scan.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["address"] == KITCHEN)
+        .unwrap_or_else(|| panic!("kitchen not listed: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(line["name"], "kitchen-sensor");
+    assert_eq!(line["rssi"], -61);
+    let temperature =
+        line["bthome"]["measurements"].as_array().unwrap().iter().find(|m| m["name"] == "temperature");
+    assert_eq!(temperature.unwrap()["value"], 23.5);
+    assert_eq!(line["bthome"]["packet_id"], 7);
+}
