@@ -158,19 +158,27 @@ impl Sink for UplinkSink {
     }
 }
 
+/// The outbox's sending side.
+pub struct Publisher {
+    pub outbox: Arc<Outbox>,
+    pub config: MqttConfig,
+    pub client_id: String,
+    /// Retained `online`; the last will and a clean stop say `offline`.
+    pub status_topic: String,
+    /// Notified when new messages were committed.
+    pub wake: Arc<Notify>,
+    /// Notified when the gateway stops.
+    pub stop: Arc<Notify>,
+    /// After `stop`, how long to keep sending.
+    pub drain: Duration,
+    pub counters: Arc<Counters>,
+}
+
 /// Send the outbox to the broker until `stop` is notified and the outbox is
 /// empty (or `drain` has passed since). Never returns early on broker errors:
 /// it reconnects with backoff.
-pub async fn publish_outbox(
-    outbox: Arc<Outbox>,
-    config: MqttConfig,
-    client_id: String,
-    status_topic: String,
-    wake: Arc<Notify>,
-    stop: Arc<Notify>,
-    drain: Duration,
-    counters: Arc<Counters>,
-) {
+pub async fn publish_outbox(publisher: Publisher) {
+    let Publisher { outbox, config, client_id, status_topic, wake, stop, drain, counters } = publisher;
     let mut options = match config.options(client_id) {
         Ok(options) => options,
         Err(e) => {

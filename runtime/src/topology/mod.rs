@@ -195,16 +195,16 @@ fn uplink_sink(
     let client_id = mqtt.client_id.clone().unwrap_or_else(|| config.gateway.id.clone());
     let status_topic = config.outbox.status_topic.replace("{gateway}", &config.gateway.id);
     let drain = std::time::Duration::from_secs_f64(config.outbox.drain_timeout_s.max(0.0));
-    let task = tokio::spawn(mqtt::publish_outbox(
-        outbox.clone(),
-        mqtt.clone(),
+    let task = tokio::spawn(mqtt::publish_outbox(mqtt::Publisher {
+        outbox: outbox.clone(),
+        config: mqtt.clone(),
         client_id,
         status_topic,
-        wake.clone(),
-        stop.clone(),
+        wake: wake.clone(),
+        stop: stop.clone(),
         drain,
-        counters.clone(),
-    ));
+        counters: counters.clone(),
+    }));
     Ok((Box::new(mqtt::UplinkSink::new(outbox.clone(), wake, counters)), Some((stop, task, outbox))))
 }
 
