@@ -21,6 +21,7 @@ pub mod builtin;
 pub mod clock;
 pub mod config;
 pub mod decode;
+pub mod metrics;
 pub mod pipeline;
 pub mod report;
 pub mod sink;

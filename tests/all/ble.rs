@@ -228,7 +228,7 @@ fn failed_and_lost_connections_are_retried() {
 
     let attempts = bluez.connect_attempts(WEARABLE);
     assert!(bluez.drop_connection(WEARABLE));
-    gateway.wait_for_log("BLE: disconnected", WAIT);
+    gateway.wait_for_log("BLE: connection lost: disconnected", WAIT);
     wearable_reading(&bluez, &gateway, dir.path(), &key, 2);
     assert!(bluez.connect_attempts(WEARABLE) > attempts, "reconnected");
     assert_eq!(gateway.stop(), 0);

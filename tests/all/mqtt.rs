@@ -203,3 +203,47 @@ fn alarms_flow_while_uplink_is_down() {
     assert!(alarms >= 1, "no alarm arrived: {got:?}");
     assert!(commands >= 2, "no heating command arrived");
 }
+
+/// The Prometheus endpoint serves the counters and the outbox depth while
+/// the gateway runs (here with the uplink down, so the outbox grows).
+#[test]
+fn metrics_endpoint_serves_counters_and_outbox() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("mqtt://127.0.0.1:{}", free_port());
+    let port = free_port();
+    let config = medical(dir.path(), &down, 6, 3600.0, |c| {
+        table(c, "metrics").insert("listen".into(), format!("127.0.0.1:{port}").into());
+        table(c, "outbox").insert("drain-timeout-s".into(), 0.2.into());
+    });
+    let mut gateway = edgeward_command(&["run", "-c", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let scrape = || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        if let Some(text) = scrape().filter(|t| {
+            t.contains("edgeward_outbox_messages ") && !t.contains("edgeward_forwarded_total 0\n")
+        }) {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics with traffic within 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    assert!(text.contains("# TYPE edgeward_frames_total counter"), "{text}");
+    assert!(text.contains("edgeward_uplink_connected 0"), "{text}");
+    let waiting: u64 =
+        text.lines().find_map(|l| l.strip_prefix("edgeward_outbox_messages ")).unwrap().parse().unwrap();
+    assert!(waiting > 0, "{text}");
+}

@@ -44,6 +44,9 @@ pub struct Config {
     /// Where forwarded messages go.
     #[serde(default = "SinkConfig::stdout")]
     pub uplink: SinkConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// The uplink's durable outbox (used when the uplink is MQTT).
     #[serde(default)]
     pub outbox: OutboxConfig,
@@ -391,6 +394,14 @@ impl SinkConfig {
     fn stdout() -> Self {
         SinkConfig::Stdout { format: OutputFormat::default() }
     }
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[outbox]`: where uplink messages wait for the broker's acknowledgement.

@@ -379,6 +379,12 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
                         return Ok(());
                     }
                     check_powered(adapter).await?;
+                    // A BlueZ that restarted (or lost its state) forgets our
+                    // discovery without a word; everything is started over,
+                    // connections included, since they went with it.
+                    if !matches!(timeout(CALL_TIMEOUT, adapter.is_discovering()).await, Ok(Ok(true))) {
+                        bail!("BlueZ is no longer discovering for us (was it restarted?)");
+                    }
                     while let Some(done) = tasks.try_join_next() {
                         if let Err(e) = done && e.is_panic() {
                             tracing::error!(adapter = %name, "BLE task panicked: {e}");
@@ -549,7 +555,9 @@ async fn keep_connected(
         drop(slot);
         match outcome {
             Ok(Ended::Closed) => return,
-            Ok(Ended::Lost(why)) => tracing::warn!(sensor = %sensor, address = %address, "BLE: {why}"),
+            Ok(Ended::Lost(why)) => {
+                tracing::warn!(sensor = %sensor, address = %address, "BLE: connection lost: {why}");
+            }
             Err(e) => {
                 let failures = ctx.stats.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {e:#}");
@@ -589,6 +597,8 @@ async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<
     let mut notifications = Box::pin(notifications);
     let _connected = Connected::new(&ctx.connected);
     tracing::info!(sensor, "BLE: connected; subscribed to signed readings");
+    // Signals can be missed (BlueZ restarting says nothing): the link is checked now and then.
+    let mut checks = tokio::time::interval_at(Instant::now() + HEALTH_INTERVAL, HEALTH_INTERVAL);
     loop {
         tokio::select! {
             value = notifications.next() => match value {
@@ -597,7 +607,8 @@ async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<
                         return Ok(Ended::Closed);
                     }
                 }
-                None => return Ok(Ended::Lost("the reading characteristic went away")),
+                // The characteristic's object goes with the link, often before the link's own news.
+                None => return Ok(Ended::Lost(lost(device).await)),
             },
             event = events.next() => match event {
                 Some(DeviceEvent::PropertyChanged(DeviceProperty::Connected(false))) => {
@@ -606,7 +617,20 @@ async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<
                 Some(_) => {}
                 None => return Ok(Ended::Lost("BlueZ removed the device")),
             },
+            _ = checks.tick() => {
+                if !matches!(timeout(CALL_TIMEOUT, device.is_connected()).await, Ok(Ok(true))) {
+                    return Ok(Ended::Lost("disconnected"));
+                }
+            }
         }
+    }
+}
+
+/// Why a subscription ended: the link went, or only the characteristic.
+async fn lost(device: &Device) -> &'static str {
+    match timeout(CALL_TIMEOUT, device.is_connected()).await {
+        Ok(Ok(true)) => "the reading characteristic went away",
+        _ => "disconnected",
     }
 }
 

@@ -60,6 +60,19 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
 
     let (uplink, publisher) = uplink_sink(&loaded, &state_dir, counters.clone())?;
     let outbox = publisher.as_ref().map(|(_, _, outbox)| outbox.clone());
+    let metrics = match config.metrics.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
+                BuildError::Sink(crate::sink::SinkError::Io {
+                    sink: format!("metrics endpoint {addr}"),
+                    source,
+                })
+            })?;
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            Some(tokio::spawn(crate::metrics::serve(listener, counters.clone(), outbox.clone())))
+        }
+        None => None,
+    };
     let status = tokio::spawn(write_status(
         state_dir.clone(),
         loaded.path.clone(),
@@ -164,6 +177,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         let _ = task.await;
     }
     status.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     crate::telemetry::Status::gather(&config.gateway.id, &loaded.path, &counters, outbox.as_deref(), false)
         .write(&state_dir);
     let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();

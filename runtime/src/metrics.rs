@@ -1,0 +1,66 @@
+//! The Prometheus endpoint (`[metrics] listen = "127.0.0.1:9464"`; off by
+//! default): the counters and the outbox's depth in the text exposition
+//! format, for any scraper. Deliberately tiny: one route, no keep-alive.
+
+use crate::sink::outbox::Outbox;
+use crate::telemetry::Counters;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counters that only go up are `_total` counters; the rest are gauges.
+fn is_gauge(name: &str) -> bool {
+    name == "uplink_connected"
+}
+
+/// The exposition text for the current state.
+pub fn render(counters: &Counters, outbox: Option<&Outbox>) -> String {
+    let mut out = String::new();
+    for (name, value) in counters.snapshot() {
+        if is_gauge(name) {
+            let _ = writeln!(out, "# TYPE edgeward_{name} gauge\nedgeward_{name} {value}");
+        } else {
+            let _ = writeln!(out, "# TYPE edgeward_{name}_total counter\nedgeward_{name}_total {value}");
+        }
+    }
+    if let Some(depth) = outbox.and_then(|o| o.depth().ok()) {
+        let age = depth
+            .oldest_created_ms
+            .map_or(0.0, |t| crate::clock::wall_ms().saturating_sub(t) as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "# TYPE edgeward_outbox_messages gauge\nedgeward_outbox_messages {}",
+            depth.messages
+        );
+        let _ = writeln!(out, "# TYPE edgeward_outbox_bytes gauge\nedgeward_outbox_bytes {}", depth.bytes);
+        let _ = writeln!(
+            out,
+            "# TYPE edgeward_outbox_oldest_age_seconds gauge\nedgeward_outbox_oldest_age_seconds {age}"
+        );
+    }
+    out
+}
+
+/// Serve `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, counters: Arc<Counters>, outbox: Option<Arc<Outbox>>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let (counters, outbox) = (counters.clone(), outbox.clone());
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let n = stream.read(&mut request).await.unwrap_or(0);
+            let wanted = request[..n].starts_with(b"GET /metrics ");
+            let response = if wanted {
+                let body = tokio::task::block_in_place(|| render(&counters, outbox.as_deref()));
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
