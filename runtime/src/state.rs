@@ -33,23 +33,17 @@ pub struct StateStore {
 struct Inner {
     path: PathBuf,
     /// Writes are rare (rules write on state transitions), so one connection
-    /// behind a mutex is enough; the outbox will get its own writer task.
+    /// behind a mutex is enough; the outbox has a connection of its own.
     conn: Mutex<Connection>,
 }
 
 impl StateStore {
     /// Open (or create) `DIR/state.db`, creating `DIR` private to this user.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        create_private_dir(dir)
-            .map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
-        let path = dir.join("state.db");
+        let (path, conn) = connect(dir, Durability::Normal)?;
         let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(sqlite)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS module_kv (
+            "CREATE TABLE IF NOT EXISTS module_kv (
                  namespace TEXT NOT NULL,
                  key       TEXT NOT NULL,
                  value     BLOB NOT NULL,
@@ -188,6 +182,35 @@ impl StateStore {
         .map(|n| n as u64)
         .map_err(|e| self.sqlite(e))
     }
+}
+
+/// How hard a connection's commits hold on to the disk.
+#[derive(Debug, Clone, Copy)]
+pub enum Durability {
+    /// WAL `synchronous = NORMAL`: survives a process crash, may lose the
+    /// last commits on power loss (module state, replay windows).
+    Normal,
+    /// `synchronous = FULL`: every commit is fsync'd (the outbox: accepted
+    /// means on disk).
+    Full,
+}
+
+/// Open a connection to `dir/state.db` (creating `dir` private to this user)
+/// in WAL mode, waiting up to 5 s for a busy database.
+pub fn connect(dir: &Path, durability: Durability) -> Result<(PathBuf, Connection), StateError> {
+    create_private_dir(dir).map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
+    let path = dir.join("state.db");
+    let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
+    let conn = Connection::open(&path).map_err(sqlite)?;
+    let synchronous = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(sqlite)?;
+    Ok((path, conn))
 }
 
 /// Create `dir` (and parents) readable only by this user: it holds state and,

@@ -12,7 +12,7 @@
 //! Bounded in bytes, with an explicit policy when full: `reject-new` refuses
 //! new messages, `drop-oldest` evicts the oldest; either way it is counted.
 
-use crate::state::StateError;
+use crate::state::{Durability, StateError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -83,14 +83,10 @@ fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
 impl Outbox {
     /// Open the outbox in `dir/state.db`.
     pub fn open(dir: &Path, max_bytes: u64, overflow: Overflow) -> Result<Self, StateError> {
-        let path = dir.join("state.db");
+        let (path, conn) = crate::state::connect(dir, Durability::Full)?;
         let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
-        let conn = Connection::open(&path).map_err(sqlite)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS outbox (
+            "CREATE TABLE IF NOT EXISTS outbox (
                  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
                  id         TEXT NOT NULL,
                  topic      TEXT NOT NULL,
