@@ -13,6 +13,11 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 need=()
 command -v mosquitto >/dev/null || need+=(mosquitto)
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
+# The BLE tests emulate BlueZ on a private bus: dbus-daemon, and
+# python-dbusmock for the system python (/usr/bin/python3). libdbus itself is
+# built from source (the dbus crate's `vendored` feature): no libdbus-1-dev.
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+/usr/bin/python3 -c 'import dbusmock' 2>/dev/null || need+=(python3-dbusmock)
 if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"

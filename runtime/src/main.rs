@@ -91,6 +91,8 @@ enum Command {
     Verify {
         /// JSON lines as a file uplink sink writes them (default: standard input).
         input: Option<PathBuf>,
+        #[command(flatten)]
+        broker: BrokerInput,
         /// The trust store: `[sensors]` and `[gateways]` tables of `kid = "ed25519:…"`.
         #[arg(long)]
         trust: PathBuf,
@@ -104,6 +106,8 @@ enum Command {
     Open {
         /// JSON lines as a file uplink sink writes them (default: standard input).
         input: Option<PathBuf>,
+        #[command(flatten)]
+        broker: BrokerInput,
         /// The app's X25519 secret key file.
         #[arg(long)]
         key: PathBuf,
@@ -147,6 +151,37 @@ enum Command {
     },
 }
 
+/// Reading uplink messages straight from a broker instead of a file.
+#[derive(clap::Args)]
+struct BrokerInput {
+    /// The broker, `mqtt://HOST:PORT`.
+    #[arg(long, requires = "topic")]
+    mqtt: Option<String>,
+    /// The topic filter to read, e.g. `medical/#`.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when no message arrived for this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    idle_s: f64,
+}
+
+impl BrokerInput {
+    fn input<'a>(&'a self, file: Option<&'a std::path::Path>) -> cli::Input<'a> {
+        match (&self.mqtt, &self.topic) {
+            (Some(url), Some(filter)) => cli::Input::Mqtt {
+                url,
+                filter,
+                count: self.count,
+                idle: std::time::Duration::from_secs_f64(self.idle_s.max(0.1)),
+            },
+            _ => cli::Input::Lines(file),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum SensorCommand {
     /// Forget a sensor's replay counter, after a deliberate re-key or a
@@ -179,19 +214,22 @@ fn main() -> ExitCode {
         Command::Decode { hex, signed, key, kid, bindkey, mac } => {
             cli::decode::run(&hex, signed, key.as_deref(), kid.as_deref(), bindkey.as_deref(), mac.as_deref())
         }
-        Command::Verify { input, trust, json } => {
-            cli::verify::run(input.as_deref(), &trust, json).and_then(|ok| all_passed(ok, "verification"))
+        Command::Verify { input, broker, trust, json } => {
+            cli::verify::run(&broker.input(input.as_deref()), &trust, json)
+                .and_then(|ok| all_passed(ok, "verification"))
         }
-        Command::Open { input, key, kid, trust, window_s, svg, json } => cli::open::run(cli::open::Options {
-            input: input.as_deref(),
-            key: &key,
-            kid: &kid,
-            trust: &trust,
-            window_s,
-            svg: svg.as_deref(),
-            as_json: json,
-        })
-        .and_then(|ok| all_passed(ok, "opening")),
+        Command::Open { input, broker, key, kid, trust, window_s, svg, json } => {
+            cli::open::run(cli::open::Options {
+                input: broker.input(input.as_deref()),
+                key: &key,
+                kid: &kid,
+                trust: &trust,
+                window_s,
+                svg: svg.as_deref(),
+                as_json: json,
+            })
+            .and_then(|ok| all_passed(ok, "opening"))
+        }
         Command::Sensor { command: SensorCommand::Reset { name, config } } => sensor_reset(config, name),
         Command::Scan { adapter, seconds, json } => cli::scan::run(adapter.as_deref(), seconds, json),
     };

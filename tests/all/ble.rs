@@ -98,58 +98,99 @@ fn measurement(record: &Value, name: &str) -> Option<f64> {
     record["measurements"].as_array()?.iter().find(|m| m["name"] == name)?["value"].as_f64()
 }
 
-/// The wearable's signing key and its reading `seq` as it notifies it.
-fn signed_reading(key: &SigningKey, seq: u64, temperature: f64) -> Vec<u8> {
-    let payload = senml::encode(
-        WEARABLE,
-        1_768_435_200_000 + seq * 60_000,
-        &[senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: temperature }],
-    );
-    cose::build_sensor_sign1(b"wearable-1", seq, &payload, |tbs| {
-        Ok::<_, std::convert::Infallible>(key.sign(tbs).to_bytes().to_vec())
-    })
-    .unwrap()
+/// A signed sensor: its name (also its key id), address and production key.
+struct Wearable {
+    name: &'static str,
+    address: &'static str,
+    key: SigningKey,
 }
 
-/// The shipped medical config with the wearable on BLE (signed GATT) under `key`.
-fn signed_config(dir: &Path, key: &SigningKey) -> PathBuf {
-    let public = format_public(KeyKind::Ed25519, &key.verifying_key().to_bytes());
-    // The trust store for `edgeward verify` reads it from here.
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    std::fs::write(dir.join("keys/wearable-1.key.pub"), format!("{public}\n")).unwrap();
-    fast_config("medical.toml", dir, |config| {
-        let mut sensor = Table::new();
-        sensor.insert("name".into(), "wearable-1".into());
-        sensor.insert("address".into(), WEARABLE.into());
-        sensor.insert("format".into(), "signed-gatt".into());
-        sensor.insert("profile".into(), "provenance".into());
-        sensor.insert("source".into(), "ble".into());
-        sensor.insert("key".into(), public.into());
-        config.insert("sensor".into(), toml::Value::Array(vec![sensor.into()]));
-        table(config, "ble").insert("adapter".into(), ADAPTER.into());
-    })
-}
+const WEARABLE_2: &str = "C0:FF:EE:00:00:02";
 
-/// Notify reading `seq` (advertising too, so the gateway finds the wearable)
-/// until it is upstream; its uplink record.
-fn wearable_reading(bluez: &Bluez, gateway: &Gateway, dir: &Path, key: &SigningKey, seq: u64) -> Value {
-    let reading = signed_reading(key, seq, 36.5 + seq as f64 / 10.0);
-    let characteristic = READING_CHARACTERISTIC_UUID.to_string();
-    gateway.wait_for(&format!("signed reading {seq} upstream"), WAIT, || {
-        bluez.advertise(WEARABLE, "wearable", -50, &[]);
-        bluez.notify(WEARABLE, &characteristic, &reading);
+impl Wearable {
+    fn new(name: &'static str, address: &'static str, seed: u8) -> Self {
+        Wearable { name, address, key: SigningKey::from_bytes(&[seed; 32]) }
+    }
+
+    fn public(&self) -> String {
+        format_public(KeyKind::Ed25519, &self.key.verifying_key().to_bytes())
+    }
+
+    /// Its reading `seq`, as it notifies it: a COSE_Sign1 over SenML-CBOR.
+    fn reading(&self, seq: u64) -> Vec<u8> {
+        let payload = senml::encode(
+            self.address,
+            1_768_435_200_000 + seq * 60_000,
+            &[senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: temperature(seq) }],
+        );
+        cose::build_sensor_sign1(self.name.as_bytes(), seq, &payload, |tbs| {
+            Ok::<_, std::convert::Infallible>(self.key.sign(tbs).to_bytes().to_vec())
+        })
+        .unwrap()
+    }
+
+    /// The emulated sensor offers the edgeward sensor service once connected.
+    fn offer_service(&self, bluez: &Bluez) {
+        bluez.add_gatt_service(
+            self.address,
+            &SENSOR_SERVICE_UUID.to_string(),
+            &[&READING_CHARACTERISTIC_UUID.to_string()],
+        );
+    }
+
+    /// Advertise (so the gateway finds it) and notify reading `seq`; true when delivered.
+    fn send(&self, bluez: &Bluez, seq: u64) -> bool {
+        bluez.advertise(self.address, self.name, -50, &[]);
+        bluez.notify(self.address, &READING_CHARACTERISTIC_UUID.to_string(), &self.reading(seq))
+    }
+
+    /// Its uplink record for reading `seq`, once there.
+    fn upstream(&self, dir: &Path, seq: u64) -> Option<Value> {
         json_lines(&dir.join("uplink.jsonl"))
             .into_iter()
-            .find(|r| r["sensor"] == "wearable-1" && r["seq"] == seq)
-    })
+            .find(|r| r["sensor"] == self.name && r["seq"] == seq)
+    }
+
+    /// Send reading `seq` until it is upstream; its uplink record.
+    fn deliver(&self, bluez: &Bluez, gateway: &Gateway, dir: &Path, seq: u64) -> Value {
+        gateway.wait_for(&format!("{} reading {seq} upstream", self.name), WAIT, || {
+            self.send(bluez, seq);
+            self.upstream(dir, seq)
+        })
+    }
 }
 
-fn wearable_offers_the_sensor_service(bluez: &Bluez) {
-    bluez.add_gatt_service(
-        WEARABLE,
-        &SENSOR_SERVICE_UUID.to_string(),
-        &[&READING_CHARACTERISTIC_UUID.to_string()],
-    );
+/// The temperature a wearable reports in reading `seq`.
+fn temperature(seq: u64) -> f64 {
+    36.5 + seq as f64 / 10.0
+}
+
+/// The shipped medical config with `wearables` on BLE (signed GATT), with
+/// `[ble]` keys `ble`; their public keys also go where `trust_store` reads them.
+fn signed_config(dir: &Path, wearables: &[&Wearable], ble: Table) -> PathBuf {
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    for w in wearables {
+        std::fs::write(dir.join(format!("keys/{}.key.pub", w.name)), format!("{}\n", w.public())).unwrap();
+    }
+    fast_config("medical.toml", dir, |config| {
+        let sensors = wearables
+            .iter()
+            .map(|w| {
+                let mut sensor = Table::new();
+                sensor.insert("name".into(), w.name.into());
+                sensor.insert("address".into(), w.address.into());
+                sensor.insert("format".into(), "signed-gatt".into());
+                sensor.insert("profile".into(), "provenance".into());
+                sensor.insert("source".into(), "ble".into());
+                sensor.insert("key".into(), w.public().into());
+                toml::Value::from(sensor)
+            })
+            .collect();
+        config.insert("sensor".into(), toml::Value::Array(sensors));
+        let section = table(config, "ble");
+        section.insert("adapter".into(), ADAPTER.into());
+        section.extend(ble);
+    })
 }
 
 /// BTHome advertisements of a configured sensor flow through its profile's
@@ -192,14 +233,15 @@ fn bthome_advertisements_flow_through_the_pipeline() {
 #[test]
 fn signed_gatt_notifications_arrive_verified() {
     let bluez = Bluez::start();
-    wearable_offers_the_sensor_service(&bluez);
+    let wearable = Wearable::new("wearable-1", WEARABLE, 42);
+    wearable.offer_service(&bluez);
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[42; 32]);
-    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &key));
+    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &[&wearable], Table::new()));
     for seq in 1..=3 {
-        let record = wearable_reading(&bluez, &gateway, dir.path(), &key, seq);
+        let record = wearable.deliver(&bluez, &gateway, dir.path(), seq);
         assert_eq!(record["authenticity"], "sensor-signed");
-        assert_eq!(measurement(&record, "temperature"), Some(36.5 + seq as f64 / 10.0));
+        assert_eq!(record["address"], WEARABLE);
+        assert_eq!(measurement(&record, "temperature"), Some(temperature(seq)));
     }
     assert!(gateway.log().contains("subscribed to signed readings"));
     assert_eq!(gateway.stop(), 0);
@@ -216,21 +258,53 @@ fn signed_gatt_notifications_arrive_verified() {
 #[test]
 fn failed_and_lost_connections_are_retried() {
     let bluez = Bluez::start();
-    wearable_offers_the_sensor_service(&bluez);
+    let wearable = Wearable::new("wearable-1", WEARABLE, 43);
+    wearable.offer_service(&bluez);
     bluez.fail_connects(WEARABLE, 2);
     let dir = tempfile::tempdir().unwrap();
-    let key = SigningKey::from_bytes(&[43; 32]);
-    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &key));
+    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &[&wearable], Table::new()));
 
-    wearable_reading(&bluez, &gateway, dir.path(), &key, 1);
+    wearable.deliver(&bluez, &gateway, dir.path(), 1);
     assert!(bluez.connect_attempts(WEARABLE) >= 3, "two failures, then a connection");
     assert!(gateway.log().contains("le-connection-abort-by-local"), "{}", gateway.log());
 
     let attempts = bluez.connect_attempts(WEARABLE);
     assert!(bluez.drop_connection(WEARABLE));
     gateway.wait_for_log("BLE: connection lost: disconnected", WAIT);
-    wearable_reading(&bluez, &gateway, dir.path(), &key, 2);
+    wearable.deliver(&bluez, &gateway, dir.path(), 2);
     assert!(bluez.connect_attempts(WEARABLE) > attempts, "reconnected");
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// With `max-connections = 1`, a second signed sensor waits for the slot
+/// and gets it when the first one's link drops.
+#[test]
+fn connections_are_bounded_per_adapter() {
+    let bluez = Bluez::start();
+    let wearables = [Wearable::new("wearable-1", WEARABLE, 44), Wearable::new("wearable-2", WEARABLE_2, 45)];
+    for w in &wearables {
+        w.offer_service(&bluez);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut ble = Table::new();
+    ble.insert("max-connections".into(), 1.into());
+    let config = signed_config(dir.path(), &[&wearables[0], &wearables[1]], ble);
+    let gateway = Gateway::start(&bluez, &config);
+
+    // Both are in range; one gets the slot and delivers.
+    let first = gateway.wait_for("one wearable upstream", WAIT, || {
+        wearables.iter().find(|w| {
+            w.send(&bluez, 1);
+            w.upstream(dir.path(), 1).is_some()
+        })
+    });
+    let second = wearables.iter().find(|w| w.name != first.name).unwrap();
+    gateway.wait_for_log("all 1 connection slots are taken", WAIT);
+    assert_eq!(bluez.connect_attempts(second.address), 0, "no second connection while the slot is taken");
+    assert!(!second.send(&bluez, 1));
+
+    assert!(bluez.drop_connection(first.address));
+    second.deliver(&bluez, &gateway, dir.path(), 1);
     assert_eq!(gateway.stop(), 0);
 }
 

@@ -247,3 +247,47 @@ fn metrics_endpoint_serves_counters_and_outbox() {
         text.lines().find_map(|l| l.strip_prefix("edgeward_outbox_messages ")).unwrap().parse().unwrap();
     assert!(waiting > 0, "{text}");
 }
+
+/// `edgeward verify` reads straight from the broker and verifies what the
+/// gateway publishes.
+#[test]
+fn verify_reads_from_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"));
+    let config = medical(dir.path(), &broker.url(), 2, 0.0, |_| {});
+    // A first, empty run creates the gateway's and the simulated sensor's keys.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("duration-s = 7200", "duration-s = 0")).unwrap();
+    assert!(crate::support::edgeward(&["run", "-c", config.to_str().unwrap()]).status.success());
+    std::fs::write(&config, text).unwrap();
+    let trust = crate::support::trust_store(dir.path(), &["wearable-1"], "ward-7-gw");
+
+    let url = broker.url();
+    let mut verifier = edgeward_command(&[
+        "verify",
+        "--mqtt",
+        &url,
+        "--topic",
+        "medical/#",
+        "--count",
+        "120",
+        "--idle-s",
+        "20",
+        "--trust",
+        trust.to_str().unwrap(),
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Start publishing only once the verifier says it is subscribed.
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(verifier.stderr.take().unwrap()).lines();
+    let said = lines.next().expect("the verifier says where it reads").unwrap();
+    assert!(said.starts_with("reading medical/# from"), "{said}");
+    let out = crate::support::edgeward(&["run", "-c", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(verifier.wait().unwrap().success(), "{log:?}");
+    assert!(log.iter().any(|l| l == "120 passed, 0 failed"), "{log:?}");
+}

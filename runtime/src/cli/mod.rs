@@ -21,7 +21,7 @@ pub struct UplinkRecord {
 }
 
 /// Read uplink records from `input` (`-` or absent: standard input).
-pub fn read_records(input: Option<&Path>) -> anyhow::Result<Vec<UplinkRecord>> {
+fn read_records(input: Option<&Path>) -> anyhow::Result<Vec<UplinkRecord>> {
     let (name, reader): (String, Box<dyn BufRead>) = match input {
         Some(path) if path != Path::new("-") => {
             let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -43,6 +43,60 @@ pub fn read_records(input: Option<&Path>) -> anyhow::Result<Vec<UplinkRecord>> {
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
             .with_context(|| format!("{origin}: no base64 `body`"))?;
         records.push(UplinkRecord { origin, id: value["id"].as_str().map(str::to_string), body });
+    }
+    Ok(records)
+}
+
+/// Where `verify` and `open` read uplink messages from.
+pub enum Input<'a> {
+    /// JSON lines from a file (or standard input for `-` / none).
+    Lines(Option<&'a Path>),
+    /// Straight from a broker: everything retained or published on `filter`
+    /// until `count` messages arrived or `idle` passed without one.
+    Mqtt { url: &'a str, filter: &'a str, count: Option<usize>, idle: std::time::Duration },
+}
+
+/// Read uplink records from `input`.
+pub fn read_input(input: &Input<'_>) -> anyhow::Result<Vec<UplinkRecord>> {
+    match input {
+        Input::Lines(path) => read_records(*path),
+        Input::Mqtt { url, filter, count, idle } => read_mqtt(url, filter, *count, *idle),
+    }
+}
+
+fn read_mqtt(
+    url: &str,
+    filter: &str,
+    count: Option<usize>,
+    idle: std::time::Duration,
+) -> anyhow::Result<Vec<UplinkRecord>> {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    let config = edgeward::sink::mqtt::MqttConfig {
+        url: url.to_string(),
+        client_id: None,
+        username: None,
+        password: None,
+        keep_alive_s: 30,
+        max_inflight: 64,
+        topic: None,
+    };
+    let (host, port) = config.host_port().map_err(anyhow::Error::msg)?;
+    let client_id = format!("edgeward-reader-{}", std::process::id());
+    let (client, mut connection) = Client::new(MqttOptions::new(client_id, host, port), 256);
+    client.subscribe(filter, QoS::AtLeastOnce)?;
+    let mut records = Vec::new();
+    while count.is_none_or(|n| records.len() < n) {
+        match connection.recv_timeout(idle) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => eprintln!("reading {filter} from {url}"),
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => records.push(UplinkRecord {
+                origin: format!("{url} {}", p.topic),
+                id: None,
+                body: p.payload.to_vec(),
+            }),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("{url}: {e}"),
+            Err(_) => break,
+        }
     }
     Ok(records)
 }

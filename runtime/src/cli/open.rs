@@ -2,7 +2,7 @@
 //! with the app's private key, verify the provenance inside, aggregate the
 //! readings per sensor and window, and show them.
 
-use super::read_records;
+use super::{Input, read_input};
 use anyhow::Context;
 use edgeward::report::{self, Point};
 use edgeward::trust::keys::{self, KeyKind};
@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// What to open and how to show it.
 pub struct Options<'a> {
-    pub input: Option<&'a Path>,
+    pub input: Input<'a>,
     pub key: &'a Path,
     pub kid: &'a str,
     pub trust: &'a Path,
@@ -27,7 +27,7 @@ pub fn run(opts: Options<'_>) -> anyhow::Result<bool> {
     let trust = TrustStore::load(opts.trust)?;
     let mut points = Vec::new();
     let (mut opened, mut failed) = (0, 0);
-    for record in read_records(opts.input)? {
+    for record in read_input(&opts.input)? {
         let inner = match seal::open(&secret, opts.kid.as_bytes(), b"", &record.body) {
             Ok(inner) => inner,
             Err(e) => {

@@ -1,16 +1,16 @@
 //! `edgeward verify`: check the provenance of uplink messages offline.
 
-use super::read_records;
+use super::{Input, read_input};
 use edgeward::trust::verify::{TrustStore, verify};
 use serde_json::json;
 use std::path::Path;
 
 /// Verify every record of `input` against `trust`; true when all pass.
-pub fn run(input: Option<&Path>, trust: &Path, as_json: bool) -> anyhow::Result<bool> {
+pub fn run(input: &Input<'_>, trust: &Path, as_json: bool) -> anyhow::Result<bool> {
     let trust = TrustStore::load(trust)?;
     let mut all_ok = true;
     let (mut passed, mut failed) = (0, 0);
-    for record in read_records(input)? {
+    for record in read_input(input)? {
         let verdict = verify(&record.body, &trust);
         all_ok &= verdict.ok;
         if verdict.ok {
