@@ -203,8 +203,10 @@ impl Ctx {
 /// `Ok` only when the router is gone.
 async fn run_session(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
     let session = Session::new().await.context("cannot reach the system D-Bus")?;
-    let adapter = wait_for_adapter(&session, ctx).await?;
-    run_adapter(&session, &adapter, ctx).await
+    match wait_for_adapter(&session, ctx).await? {
+        Some(adapter) => run_adapter(&session, &adapter, ctx).await,
+        None => Ok(()),
+    }
 }
 
 /// Why an adapter is not usable right now, when that is a state to wait out
@@ -237,9 +239,10 @@ async fn find_adapter(session: &Session, name: Option<&str>) -> bluer::Result<(A
     Ok((adapter, powered))
 }
 
-/// The configured (or default) adapter once it exists and is powered.
-/// Waiting is logged once at WARN; its end at INFO.
-async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Adapter> {
+/// The configured (or default) adapter once it exists and is powered
+/// (`None` if the router goes away meanwhile). Waiting is logged at WARN
+/// when it starts (and when its reason changes); its end at INFO.
+async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option<Adapter>> {
     let configured = ctx.config.adapter.as_ref().map(|a| a.get_ref().clone());
     let label = configured.clone().unwrap_or_else(|| "(default)".into());
     // Adapter announcements end the wait early; polling covers BlueZ coming
@@ -257,7 +260,7 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Adapte
                         since.elapsed().as_secs_f64()
                     );
                 }
-                return Ok(adapter);
+                return Ok(Some(adapter));
             }
             Ok(Ok((adapter, false))) => format!("Bluetooth adapter {} is powered off", adapter.name()),
             Ok(Err(e)) => match absent(&e, &label) {
@@ -265,6 +268,9 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Adapte
                 None => return Err(anyhow!(e).context(format!("looking for adapter {label}"))),
             },
         };
+        if ctx.frames.is_closed() {
+            return Ok(None);
+        }
         match &waiting_since {
             Some((_, logged)) if *logged == why => {}
             _ => {
@@ -472,12 +478,18 @@ async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
             batch.push(more);
         }
         let mut data = None;
+        let mut advertised = false;
         for DeviceEvent::PropertyChanged(property) in batch {
             match property {
-                DeviceProperty::Rssi(value) => rssi = Some(value),
+                DeviceProperty::Rssi(value) => {
+                    rssi = Some(value);
+                    advertised = true;
+                }
+                DeviceProperty::ManufacturerData(_) => advertised = true,
                 DeviceProperty::ServiceData(mut map) => {
                     // Two advertisements in one go (the second signal was
                     // ready too): the earlier one is a reading as well.
+                    advertised = true;
                     if let Some(bytes) = map.remove(&BTHOME_UUID)
                         && let Some(earlier) = data.replace(bytes)
                         && !ctx.send(address, rssi, service_data(earlier)).await
@@ -488,7 +500,10 @@ async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
                 _ => {}
             }
         }
-        ctx.heard_now();
+        // Connection state and the like are news too, but not of the radio hearing anything.
+        if advertised {
+            ctx.heard_now();
+        }
         if let Some(bytes) = data
             && !ctx.send(address, rssi, service_data(bytes)).await
         {
