@@ -27,12 +27,29 @@ impl Broker {
 
     /// Start a broker on `port` (again, after a stop), persisting under `dir`.
     pub fn start_on(dir: &Path, port: u16) -> Broker {
+        Self::start_with(dir, port, "allow_anonymous true\n")
+    }
+
+    /// A broker that only lets `user` in, with `password`.
+    pub fn start_with_password(dir: &Path, user: &str, password: &str) -> Broker {
+        std::fs::create_dir_all(dir).unwrap();
+        let passwords = dir.join("passwords");
+        let made = Command::new("mosquitto_passwd")
+            .args(["-c", "-b", passwords.to_str().unwrap(), user, password])
+            .status()
+            .expect("mosquitto_passwd");
+        assert!(made.success());
+        let auth = format!("allow_anonymous false\npassword_file {}\n", passwords.display());
+        Self::start_with(dir, free_port(), &auth)
+    }
+
+    fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\n",
+                "listener {port} 127.0.0.1\n{extra}persistence true\npersistence_location {}/\nmax_queued_messages 100000\n",
                 dir.display()
             ),
         )
@@ -63,7 +80,13 @@ impl Broker {
     /// Stop, then start again on the same port with the same sessions.
     pub fn restart(&mut self) {
         self.stop();
-        *self = Broker::start_on(&self.dir.clone(), self.port);
+        let conf = std::fs::read_to_string(self.dir.join("mosquitto.conf")).unwrap();
+        let extra: String = conf
+            .lines()
+            .filter(|l| l.starts_with("allow_anonymous") || l.starts_with("password_file"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        *self = Broker::start_with(&self.dir.clone(), self.port, &extra);
     }
 
     pub fn url(&self) -> String {

@@ -233,7 +233,7 @@ pub async fn publish_outbox(publisher: Publisher) {
                 {
                     tracing::info!(
                         waiting = depth.messages,
-                        "stopping with messages in the outbox; they go out at the next start"
+                        "stopping; messages wait in the outbox for the next start"
                     );
                 }
                 // A clean exit sends no last will: say `offline` ourselves.
@@ -296,7 +296,11 @@ pub async fn publish_outbox(publisher: Publisher) {
         }
         remove_acked(&outbox, &mut acked);
         if stopping.is_some() {
-            tracing::info!("uplink unreachable while stopping; the outbox keeps the rest for the next start");
+            let waiting = outbox.depth().map(|d| d.messages).unwrap_or_default();
+            tracing::info!(
+                waiting,
+                "uplink unreachable while stopping; messages wait in the outbox for the next start"
+            );
             return;
         }
         // Full jitter: reconnecting gateways do not hit a recovering broker in step.
