@@ -215,8 +215,10 @@ fn bthome_advertisements_flow_through_the_pipeline() {
     assert_eq!(measurement(&first, "battery"), Some(90.0));
 
     // A malformed advertisement is a frame the decoder rejects, not a crash.
-    bluez.advertise(KITCHEN, "kitchen-sensor", -58, &[(BTHOME, &[0xff, 0x00])]);
-    gateway.wait_for_log("frame rejected", WAIT);
+    gateway.wait_for("the garbage rejected", WAIT, || {
+        bluez.advertise(KITCHEN, "kitchen-sensor", -58, &[(BTHOME, &[0xff, 0x00])]);
+        gateway.log().contains("frame rejected").then_some(())
+    });
 
     let hot = kitchen_reading(&bluez, &gateway, dir.path(), 2, 31.25);
     assert_eq!(measurement(&hot, "temperature"), Some(31.25));

@@ -13,7 +13,7 @@
 //! new messages, `drop-oldest` evicts the oldest; either way it is counted.
 
 use crate::state::{Durability, StateError};
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -70,7 +70,9 @@ pub struct Depth {
 /// wait their turn behind the other connection instead of failing.
 pub struct Outbox {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    /// The connection, and the bytes stored (kept here: summing the table
+    /// on every append would cost O(depth) just when an outage makes it deep).
+    conn: Mutex<(Connection, u64)>,
     max_bytes: u64,
     overflow: Overflow,
 }
@@ -96,25 +98,26 @@ impl Outbox {
              );",
         )
         .map_err(sqlite)?;
-        Ok(Outbox { path, conn: Mutex::new(conn), max_bytes, overflow })
+        let used = conn
+            .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))
+            .map_err(sqlite)? as u64;
+        Ok(Outbox { path, conn: Mutex::new((conn, used)), max_bytes, overflow })
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {
         StateError::Sqlite { path: self.path.clone(), source }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn conn(&self) -> std::sync::MutexGuard<'_, (Connection, u64)> {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Append `batch` in one transaction, applying the overflow policy.
     pub fn append(&self, batch: &[NewEntry]) -> Result<Appended, StateError> {
-        let mut conn = self.conn();
-        let run = |conn: &mut Connection| -> rusqlite::Result<Appended> {
+        let mut guard = self.conn();
+        let (conn, stored) = &mut *guard;
+        let run = |conn: &mut Connection, mut used: u64| -> rusqlite::Result<(Appended, u64)> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut used: u64 = tx
-                .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))?
-                as u64;
             let mut report = Appended::default();
             for entry in batch {
                 let bytes = size(&entry.topic, &entry.id, &entry.payload);
@@ -161,14 +164,17 @@ impl Outbox {
                 report.accepted += 1;
             }
             tx.commit()?;
-            Ok(report)
+            Ok((report, used))
         };
-        run(&mut conn).map_err(|e| self.sqlite(e))
+        let (report, used) = run(conn, *stored).map_err(|e| self.sqlite(e))?;
+        *stored = used;
+        Ok(report)
     }
 
     /// Up to `limit` messages after `after_seq`, oldest first.
     pub fn after(&self, after_seq: i64, limit: usize) -> Result<Vec<Entry>, StateError> {
-        let conn = self.conn();
+        let guard = self.conn();
+        let conn = &guard.0;
         let read = || -> rusqlite::Result<Vec<Entry>> {
             let mut stmt = conn.prepare_cached(
                 "SELECT seq, id, topic, payload FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -186,27 +192,44 @@ impl Outbox {
         if seqs.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
-        let run = |conn: &mut Connection| -> rusqlite::Result<()> {
+        let mut guard = self.conn();
+        let (conn, stored) = &mut *guard;
+        let run = |conn: &mut Connection| -> rusqlite::Result<u64> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut freed = 0;
             for seq in seqs {
-                tx.prepare_cached("DELETE FROM outbox WHERE seq = ?1")?.execute(params![seq])?;
+                let bytes: Option<i64> = tx
+                    .prepare_cached("DELETE FROM outbox WHERE seq = ?1 RETURNING bytes")?
+                    .query_row(params![seq], |r| r.get(0))
+                    .optional()?;
+                freed += bytes.unwrap_or(0) as u64;
             }
-            tx.commit()
+            tx.commit()?;
+            Ok(freed)
         };
-        run(&mut conn).map_err(|e| self.sqlite(e))
+        let freed = run(conn).map_err(|e| self.sqlite(e))?;
+        *stored = stored.saturating_sub(freed);
+        Ok(())
     }
 
     /// How much waits, and since when.
     pub fn depth(&self) -> Result<Depth, StateError> {
-        self.conn()
-            .query_row("SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_ms) FROM outbox", [], |r| {
-                Ok(Depth {
-                    messages: r.get::<_, i64>(0)? as u64,
-                    bytes: r.get::<_, i64>(1)? as u64,
-                    oldest_created_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                })
-            })
+        let guard = self.conn();
+        // The oldest row holds the smallest created time in practice; MIN over
+        // the rowid-ordered table would scan it all.
+        guard
+            .0
+            .query_row(
+                "SELECT COUNT(*), (SELECT created_ms FROM outbox ORDER BY seq LIMIT 1) FROM outbox",
+                [],
+                |r| {
+                    Ok(Depth {
+                        messages: r.get::<_, i64>(0)? as u64,
+                        bytes: guard.1,
+                        oldest_created_ms: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    })
+                },
+            )
             .map_err(|e| self.sqlite(e))
     }
 }
