@@ -35,7 +35,8 @@ The test drives the radio side through `org.bluez.Mock` methods on `/`:
     DiscoveryFilter(s adapter) -> a{sv}  the last filter a client set
 
 What bluetoothd does and this does too: discovery is per client (it stops
-when the last client stops it or leaves the bus); Connect on a connected
+when the last client stops it or leaves the bus, and then the devices'
+RSSI is invalidated: not known to be in range); Connect on a connected
 device fails with AlreadyConnected; services resolve after Connect returns
 (Connected, then GATT objects, then ServicesResolved); a disconnect removes
 the GATT objects of an unpaired device; notify sessions end when their client
@@ -234,6 +235,17 @@ def _stop_discovery(adapter, client):
     state['filters'].pop(client, None)
     if not state['clients'] and adapter.props[ADAPTER_IFACE]['Discovering']:
         _change(adapter, ADAPTER_IFACE, {'Discovering': dbus.Boolean(False, variant_level=1)})
+        _forget_rssi(adapter)
+
+
+def _forget_rssi(adapter):
+    '''bluetoothd invalidates the RSSI of the devices it found when discovery
+    stops: a remembered device without RSSI is one not known to be in range.'''
+    for path in [p for p in mockobject.objects if p.startswith(adapter.path + '/dev_') and p.count('/') == 4]:
+        device = mockobject.objects[path]
+        if device.props[DEVICE_IFACE].pop('RSSI', None) is not None:
+            device.EmitSignal(PROPS_IFACE, 'PropertiesChanged', 'sa{sv}as', [
+                DEVICE_IFACE, dbus.Dictionary({}, signature='sv'), dbus.Array(['RSSI'], signature='s')])
 
 
 @dbus.service.method(ADAPTER_IFACE, in_signature='', out_signature='', sender_keyword='sender')

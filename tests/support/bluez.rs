@@ -112,7 +112,8 @@ impl Guarded {
         }
         if status.is_none() {
             eprintln!("{} did not stop within {wait:?} of SIGTERM; killing it", self.what);
-            let _ = Command::new("kill").args(["-KILL", &self.pid.to_string()]).status();
+            // The shell's own kill: a minimal image may lack procps.
+            let _ = Command::new("sh").args(["-c", &format!("kill -KILL {}", self.pid)]).status();
         }
         let _ = self.child.wait();
         status

@@ -212,16 +212,20 @@ async fn run_session(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
 /// Why an adapter is not usable right now, when that is a state to wait out
 /// (BlueZ not running, no such adapter, powered off) rather than an error
 /// that calls for a new session.
-fn absent(e: &bluer::Error, adapter: &str) -> Option<String> {
+fn absent(e: &bluer::Error, adapter: Option<&str>) -> Option<String> {
+    let missing = || match adapter {
+        Some(name) => format!("no Bluetooth adapter {name}"),
+        None => "no Bluetooth adapter".to_string(),
+    };
     match &e.kind {
-        ErrorKind::NotFound | ErrorKind::DoesNotExist => Some(format!("no Bluetooth adapter {adapter}")),
+        ErrorKind::NotFound | ErrorKind::DoesNotExist => Some(missing()),
         ErrorKind::Internal(InternalErrorKind::DBus(name)) => match name.as_str() {
             "org.freedesktop.DBus.Error.ServiceUnknown" | "org.freedesktop.DBus.Error.NameHasNoOwner" => {
                 Some("BlueZ (org.bluez) is not running".into())
             }
             // A removed object's path: libdbus answers UnknownObject or UnknownMethod.
             "org.freedesktop.DBus.Error.UnknownObject" | "org.freedesktop.DBus.Error.UnknownMethod" => {
-                Some(format!("no Bluetooth adapter {adapter}"))
+                Some(missing())
             }
             _ => None,
         },
@@ -244,7 +248,6 @@ async fn find_adapter(session: &Session, name: Option<&str>) -> bluer::Result<(A
 /// when it starts (and when its reason changes); its end at INFO.
 async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option<Adapter>> {
     let configured = ctx.config.adapter.as_ref().map(|a| a.get_ref().clone());
-    let label = configured.clone().unwrap_or_else(|| "(default)".into());
     // Adapter announcements end the wait early; polling covers BlueZ coming
     // back, whose start-up announcements may precede our subscription.
     let mut announcements = Some(Box::pin(session.events().await.context("subscribing to BlueZ")?));
@@ -263,9 +266,9 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option
                 return Ok(Some(adapter));
             }
             Ok(Ok((adapter, false))) => format!("Bluetooth adapter {} is powered off", adapter.name()),
-            Ok(Err(e)) => match absent(&e, &label) {
+            Ok(Err(e)) => match absent(&e, configured.as_deref()) {
                 Some(why) => why,
-                None => return Err(anyhow!(e).context(format!("looking for adapter {label}"))),
+                None => return Err(anyhow!(e).context("looking for the Bluetooth adapter")),
             },
         };
         if ctx.frames.is_closed() {
@@ -714,14 +717,13 @@ impl Backoff {
 /// or powered off.
 pub async fn open_adapter(name: Option<&str>) -> anyhow::Result<Adapter> {
     let session = Session::new().await.context("cannot reach the system D-Bus")?;
-    let label = name.unwrap_or("(default)");
     match timeout(CALL_TIMEOUT, find_adapter(&session, name)).await {
         Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
         Ok(Ok((adapter, true))) => Ok(adapter),
         Ok(Ok((adapter, false))) => bail!("Bluetooth adapter {} is powered off", adapter.name()),
-        Ok(Err(e)) => match absent(&e, label) {
+        Ok(Err(e)) => match absent(&e, name) {
             Some(why) => bail!("{why}"),
-            None => Err(anyhow!(e).context(format!("looking for adapter {label}"))),
+            None => Err(anyhow!(e).context("looking for the Bluetooth adapter")),
         },
     }
 }
