@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# mosquitto lives in /usr/sbin, which a non-login root shell may lack.
+export PATH="$PATH:/usr/sbin"
+
 # Debian packages the integration tests talk to: a real Mosquitto broker;
 # python3 with venv for the interop checks (pycose, pyhpke from PyPI).
 need=()
@@ -22,8 +25,6 @@ if ((${#need[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
-# mosquitto lives in /usr/sbin, which a non-login root shell may lack.
-export PATH="$PATH:/usr/sbin"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
