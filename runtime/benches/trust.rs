@@ -140,6 +140,7 @@ fn main() {
         format: SensorFormat::SignedGatt,
         kid: "wearable-1",
         key: Some(&verifying),
+        bindkey: None,
     };
 
     // Provenance floor: verify the sensor's signature, sign once, nothing else.

@@ -4,18 +4,21 @@
 //! The data path, in the names you can grep for:
 //!
 //! ```text
-//! source::sim::run / source::ble (later)     raw frames (BTHome service data, signed notifications)
-//!   → decode::decode_frame                    a Reading plus its SenML-CBOR envelope
-//!   → topology::Router                        the sensor's profile
-//!   → pipeline::Pipeline::process             the profile's rules, in order, each in its own sandbox
-//!   → sink::SinkSet                           uplink (forwarded messages), alarm, actuator
+//! source::ble::run / source::sim::run   raw frames (BTHome service data, signed notifications)
+//!   → topology::route                   the sensor by address; decode::decode_frame (BTHome,
+//!                                       or a COSE_Sign1 verified against the sensor's key);
+//!                                       the replay guard (StateStore::replay_accept)
+//!   → pipeline::Pipeline::process       the profile's rules, in order, each in its own sandbox
+//!   → sink::SinkSet                     uplink (sink::mqtt::UplinkSink → sink::outbox::Outbox →
+//!                                       sink::mqtt::publish_outbox), alarm, actuator
 //! ```
 //!
 //! Around it: [`config`] loads and validates the TOML; [`state::StateStore`]
-//! keeps module key-value state (and later the outbox and replay counters) in
-//! one SQLite file; [`clock::Clock`] is the gateway's time, which the
-//! simulator may run faster than real time; [`topology`] builds all of it
-//! from a config and runs it until the sources end or a signal arrives.
+//! keeps module key-value state, replay windows and the outbox in one SQLite
+//! file; [`trust`] holds the keys and the sealing; [`clock::Clock`] is the
+//! gateway's time, which the simulator may run faster than real time;
+//! [`topology`] builds all of it from a config and runs it until the sources
+//! end or a signal arrives; [`telemetry`] and [`metrics`] say how it goes.
 
 pub mod builtin;
 pub mod clock;

@@ -144,8 +144,18 @@ impl Subscriber {
 
     /// Everything received until `want` messages arrived or `patience` passed without a new one.
     pub fn collect(&self, want: usize, patience: Duration) -> Vec<(String, Vec<u8>)> {
+        self.collect_until(|got| got.len() >= want, patience)
+    }
+
+    /// Everything received until `done` says so or `patience` passed without
+    /// a new message (duplicates, which at-least-once allows, count as messages).
+    pub fn collect_until(
+        &self,
+        done: impl Fn(&[(String, Vec<u8>)]) -> bool,
+        patience: Duration,
+    ) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
-        while out.len() < want {
+        while !done(&out) {
             match self.received.recv_timeout(patience) {
                 Ok(message) => out.push(message),
                 Err(_) => break,

@@ -86,6 +86,7 @@ fn signed_reading(
         format: SensorFormat::SignedGatt,
         kid: &kid,
         key: Some(&key),
+        bindkey: None,
     };
     let frame = Frame {
         address: mac.unwrap_or_default(),

@@ -207,6 +207,14 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
                 }
             }
         }
+        if let Some(bindkey) = &sensor.bindkey
+            && (sensor.format != SensorFormat::Bthome || parse_bindkey(bindkey.get_ref()).is_none())
+        {
+            return Err(src.at(
+                bindkey,
+                format!("sensor `{}`: `bindkey` is 32 hex digits, for BTHome sensors", sensor.name),
+            ));
+        }
         if let Some(sim) = &sensor.sim
             && !positive(sim.interval_s)
         {
@@ -342,6 +350,11 @@ fn positive(x: f64) -> bool {
 fn list<'a>(names: impl IntoIterator<Item = &'a (impl AsRef<str> + ?Sized + 'a)>) -> String {
     let names: Vec<&str> = names.into_iter().map(AsRef::as_ref).collect();
     if names.is_empty() { "none".to_string() } else { names.join(", ") }
+}
+
+/// A BTHome bindkey: 16 bytes as 32 hex digits.
+pub fn parse_bindkey(text: &str) -> Option<[u8; 16]> {
+    hex::decode(text).ok()?.try_into().ok()
 }
 
 /// `AA:BB:CC:DD:EE:FF` for six address bytes.

@@ -5,7 +5,7 @@
 
 mod load;
 
-pub use load::{ConfigError, Loaded, Located, format_mac, load, load_str, parse_mac};
+pub use load::{ConfigError, Loaded, Located, format_mac, load, load_str, parse_bindkey, parse_mac};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -103,6 +103,10 @@ pub struct SensorConfig {
     pub key: Option<Spanned<String>>,
     /// The key id the sensor puts in its signatures; default: its name.
     pub kid: Option<String>,
+    /// `format = "bthome"` with encryption: the 16-byte bindkey in hex. The
+    /// sensor's unencrypted advertisements are then refused (downgrade), and
+    /// its counter goes through the replay guard.
+    pub bindkey: Option<Spanned<String>>,
 }
 
 impl SensorConfig {

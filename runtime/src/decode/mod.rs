@@ -51,7 +51,7 @@ pub enum DecodeError {
     NoCounter,
     #[error("signed reading: signature does not verify with the sensor's key")]
     BadSignature,
-    #[error("downgrade: a signed sensor sent an unsigned advertisement")]
+    #[error("downgrade: a signed or encrypting sensor sent a plain advertisement")]
     Downgrade,
     #[error("a BTHome sensor sent a GATT notification")]
     UnexpectedNotification,
@@ -79,6 +79,8 @@ pub struct SensorRef<'a> {
     pub kid: &'a str,
     /// Its production public key, for signed sensors.
     pub key: Option<&'a VerifyingKey>,
+    /// Its BTHome bindkey, for encrypted advertisements.
+    pub bindkey: Option<&'a [u8; 16]>,
 }
 
 /// Decode `frame` from `sensor` into a message.
@@ -88,7 +90,10 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
             if *uuid16 != bthome::SERVICE_UUID16 {
                 return Err(DecodeError::NotBthome { uuid16: *uuid16 });
             }
-            let packet = bthome::decode(data, None, Some(frame.address))?;
+            let packet = bthome::decode(data, sensor.bindkey, Some(frame.address))?;
+            if sensor.bindkey.is_some() && !packet.encrypted {
+                return Err(DecodeError::Downgrade);
+            }
             if packet.values.is_empty() {
                 return Err(DecodeError::Empty);
             }
@@ -100,7 +105,8 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
             let reading = Reading {
                 sensor: sensor.name.to_string(),
                 address: sensor.address.to_string(),
-                seq: packet.packet_id.map(u64::from).or(packet.counter.map(u64::from)),
+                // An encrypted advertisement's counter is the one to guard against replay.
+                seq: packet.counter.map(u64::from).or(packet.packet_id.map(u64::from)),
                 sensor_time_ms: None,
                 received_ms: frame.received_ms,
                 rssi: frame.rssi,
@@ -167,6 +173,7 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     const KID: &str = "wearable-1";
+    const BINDKEY: [u8; 16] = [0x23; 16];
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7u8; 32])
@@ -192,6 +199,7 @@ mod tests {
             format,
             kid: KID,
             key: Some(&verifying),
+            bindkey: Some(&BINDKEY),
         };
         let frame = Frame { address: [0xc0, 0xff, 0xee, 0, 0, 1], rssi: Some(-50), received_ms: 5, payload };
         decode_frame(&frame, &sensor)
@@ -261,5 +269,30 @@ mod tests {
         let err =
             decode(Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data }, SensorFormat::SignedGatt);
         assert!(matches!(err, Err(DecodeError::Downgrade)));
+    }
+
+    fn advert(data: Vec<u8>) -> Result<Message, DecodeError> {
+        decode(Payload::ServiceData { uuid16: bthome::SERVICE_UUID16, data }, SensorFormat::Bthome)
+    }
+
+    /// An encrypted advertisement with the right bindkey decodes as MIC-verified, with its counter.
+    #[test]
+    fn encrypted_bthome_with_the_right_key() {
+        let mac = [0xc0, 0xff, 0xee, 0, 0, 1];
+        let data = bthome::encode_encrypted(&[(0x02, 21.5)], None, &BINDKEY, mac, 77).unwrap();
+        let msg = advert(data).unwrap();
+        assert_eq!(msg.reading.authenticity, Authenticity::MicVerified);
+        assert_eq!(msg.reading.seq, Some(77));
+        assert_eq!(msg.reading.measurements[0].value, 21.5);
+    }
+
+    /// A wrong key fails the MIC; a plain advertisement from a keyed sensor is a downgrade.
+    #[test]
+    fn encrypted_bthome_wrong_key_and_downgrade() {
+        let mac = [0xc0, 0xff, 0xee, 0, 0, 1];
+        let data = bthome::encode_encrypted(&[(0x02, 21.5)], None, &[0x24; 16], mac, 1).unwrap();
+        assert!(matches!(advert(data), Err(DecodeError::Bthome(bthome::BthomeError::MicMismatch { .. }))));
+        let plain = bthome::encode(&[(0x02, 21.5)], None).unwrap();
+        assert!(matches!(advert(plain), Err(DecodeError::Downgrade)));
     }
 }

@@ -44,6 +44,8 @@ pub struct SensorEntry {
     pub kid: String,
     /// Its production public key (signed sensors).
     pub key: Option<VerifyingKey>,
+    /// Its BTHome bindkey (encrypted advertisements).
+    pub bindkey: Option<[u8; 16]>,
 }
 
 /// A profile's pipeline with its settings.
@@ -163,6 +165,7 @@ pub fn build(
             profile: s.profile.get_ref().clone(),
             kid: s.kid().to_string(),
             key,
+            bindkey: s.bindkey.as_ref().and_then(|k| crate::config::parse_bindkey(k.get_ref())),
         };
         sensors.insert(mac, entry);
     }

@@ -261,6 +261,7 @@ async fn route(
             format: sensor.format,
             kid: &sensor.kid,
             key: sensor.key.as_ref(),
+            bindkey: sensor.bindkey.as_ref(),
         };
         let message = match decode_frame(&frame, &sensor_ref) {
             Ok(message) => message,
@@ -270,8 +271,13 @@ async fn route(
                 continue;
             }
         };
-        if let (Authenticity::SensorSigned, Some(seq)) = (message.reading.authenticity, message.reading.seq) {
-            match block_in_place(|| state.replay_accept(&sensor.name, seq, CounterWidth::Bits64)) {
+        let counter = match (message.reading.authenticity, message.reading.seq) {
+            (Authenticity::SensorSigned, Some(seq)) => Some((seq, CounterWidth::Bits64)),
+            (Authenticity::MicVerified, Some(seq)) => Some((seq, CounterWidth::Bits32)),
+            _ => None,
+        };
+        if let Some((seq, width)) = counter {
+            match block_in_place(|| state.replay_accept(&sensor.name, seq, width)) {
                 Ok(Ok(())) => {}
                 Ok(Err(replay)) => {
                     Counters::add(&counters.replays, 1);
