@@ -152,6 +152,10 @@ pub trait Sink: Send + 'static {
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
     }
+    /// The last call, at shutdown: finish what is under way.
+    fn close(&mut self) -> Result<(), SinkError> {
+        self.flush()
+    }
 }
 
 /// Build the alarm or actuator sink a config section describes (the
@@ -217,7 +221,7 @@ fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Record>, 
                 tracing::error!(sink = kind, "{e}");
             }
         }
-        if let Err(e) = sink.flush() {
+        if let Err(e) = sink.close() {
             tracing::error!(sink = kind, "{e}");
         }
     });

@@ -324,6 +324,10 @@ pub struct LocalSink {
     topic: String,
     gateway: String,
     kind: &'static str,
+    /// Published and acknowledged counts, so a flush (at shutdown) can wait
+    /// for the last alarms to reach the broker.
+    published: u64,
+    acked: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LocalSink {
@@ -333,6 +337,8 @@ impl LocalSink {
         let options = config.options(client_id)?;
         let (client, mut events) = AsyncClient::new(options, 1024);
         let url = config.url.clone();
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = acked.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             loop {
@@ -340,6 +346,9 @@ impl LocalSink {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!(sink = kind, %url, "connected");
                         backoff = Duration::from_millis(250);
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -355,7 +364,7 @@ impl LocalSink {
             _ => "edgeward/{gateway}/actuator/{actuator}",
         };
         let topic = config.topic.clone().unwrap_or_else(|| default_topic.to_string());
-        Ok(LocalSink { client, topic, gateway: gateway.to_string(), kind })
+        Ok(LocalSink { client, topic, gateway: gateway.to_string(), kind, published: 0, acked })
     }
 }
 
@@ -376,6 +385,20 @@ impl Sink for LocalSink {
         self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).map_err(|e| SinkError::Io {
             sink: format!("{} broker", self.kind),
             source: std::io::Error::other(e.to_string()),
-        })
+        })?;
+        self.published += 1;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SinkError> {
+        // Give the broker a moment to acknowledge what is queued; a broker
+        // that is down does not hold the gateway up for long.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while self.acked.load(std::sync::atomic::Ordering::Relaxed) < self.published
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
 }
