@@ -140,6 +140,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rule components: what they need and offer.
+    Module {
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+    /// Create a ready crate for a new rule: Cargo.toml tuned for small
+    /// guests, an example rule with a native unit test, and a README with
+    /// the build command and the configuration to load it.
+    NewRule {
+        /// The rule's (crate's) name, e.g. `too-hot`.
+        name: String,
+        /// The crate's directory (default: ./NAME); it must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on the edgeward-sdk crate in this folder (default: this
+        /// build's repository sdk/ if present, else the matching version).
+        #[arg(long, conflicts_with = "sdk_version")]
+        sdk_path: Option<PathBuf>,
+        /// Depend on this published version of edgeward-sdk.
+        #[arg(long)]
+        sdk_version: Option<String>,
+    },
     /// Validate a configuration as `run` would, loading and initialising every module.
     Check {
         /// The configuration file.
@@ -195,6 +217,20 @@ enum SensorCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Show a rule component's size, SHA-256, contract version, the
+    /// capabilities its imports need and whether it exports `init`,
+    /// `process` and `tick`.
+    Inspect {
+        /// The `.wasm` component.
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum KeyKindArg {
     /// Signatures: a gateway or a sensor.
@@ -232,6 +268,17 @@ fn main() -> ExitCode {
         }
         Command::Sensor { command: SensorCommand::Reset { name, config } } => sensor_reset(config, name),
         Command::Scan { adapter, seconds, json } => cli::scan::run(adapter.as_deref(), seconds, json),
+        Command::Module { command: ModuleCommand::Inspect { file, json } } => {
+            cli::module::inspect(&file, json)
+        }
+        Command::NewRule { name, dir, sdk_path, sdk_version } => {
+            let sdk = match (sdk_path, sdk_version) {
+                (Some(path), _) => cli::new_rule::Sdk::Path(path),
+                (None, Some(version)) => cli::new_rule::Sdk::Version(version),
+                (None, None) => cli::new_rule::Sdk::default_for_this_build(),
+            };
+            cli::new_rule::run(&name, dir.as_deref(), sdk)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

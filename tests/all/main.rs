@@ -11,4 +11,5 @@ mod daemon;
 mod interop;
 mod mqtt;
 mod sandbox;
+mod sdk;
 mod trust;

@@ -3,6 +3,8 @@
 //! sink writes), from a file or standard input.
 
 pub mod decode;
+pub mod module;
+pub mod new_rule;
 pub mod open;
 pub mod scan;
 pub mod verify;

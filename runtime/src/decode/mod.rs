@@ -3,7 +3,7 @@
 //! (for BTHome sensors, SenML-CBOR made by the gateway). Pure functions on
 //! bytes; the same path serves real radios and the simulator.
 
-pub mod bthome;
+pub use edgeward_formats::bthome;
 
 use crate::config::SensorFormat;
 use crate::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading};

@@ -15,10 +15,12 @@ pub mod bindings;
 mod capability;
 mod engine;
 mod host;
+pub mod inspect;
 
 pub use bindings::{Effects, Message};
 pub use capability::{Capability, Grants};
 pub use engine::{EPOCH_TICK, Engine, Instance, InstanceContext, Limits, Prepared};
+pub use inspect::{Inspection, inspect};
 
 use crate::config::OnError;
 use bindings::Verdict;
