@@ -73,15 +73,7 @@ fn drain_per_second(backlog: usize) -> Option<f64> {
         let start = Instant::now();
         publish_outbox(Publisher {
             outbox: outbox.clone(),
-            config: MqttConfig {
-                url: format!("mqtt://127.0.0.1:{port}"),
-                client_id: None,
-                username: None,
-                password: None,
-                keep_alive_s: 30,
-                max_inflight: 64,
-                topic: None,
-            },
+            config: MqttConfig::for_url(&format!("mqtt://127.0.0.1:{port}")),
             client_id: "bench".into(),
             status_topic: "bench/status".into(),
             wake: Arc::new(Notify::new()),

@@ -73,15 +73,7 @@ fn read_mqtt(
     idle: std::time::Duration,
 ) -> anyhow::Result<Vec<UplinkRecord>> {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let config = edgeward::sink::mqtt::MqttConfig {
-        url: url.to_string(),
-        client_id: None,
-        username: None,
-        password: None,
-        keep_alive_s: 30,
-        max_inflight: 64,
-        topic: None,
-    };
+    let config = edgeward::sink::mqtt::MqttConfig::for_url(url);
     let (host, port) = config.host_port().map_err(anyhow::Error::msg)?;
     let client_id = format!("edgeward-reader-{}", std::process::id());
     let (client, mut connection) = Client::new(MqttOptions::new(client_id, host, port), 256);

@@ -7,7 +7,7 @@
 //! devices that are not in range (BlueZ reports no RSSI for them) are skipped.
 
 use anyhow::{Context, bail};
-use bluer::{AdapterEvent, Address, Device, DiscoveryFilter, DiscoveryTransport, Uuid};
+use bluer::{AdapterEvent, Address, Device, Uuid};
 use edgeward::decode::bthome::{self, BthomeError};
 use edgeward::source::ble::{self, BTHOME_UUID, SENSOR_SERVICE_UUID};
 use futures_util::StreamExt;
@@ -34,14 +34,7 @@ struct Sighting {
 
 async fn scan(adapter: Option<&str>, seconds: u64, as_json: bool) -> anyhow::Result<()> {
     let adapter = ble::open_adapter(adapter).await?;
-    adapter
-        .set_discovery_filter(DiscoveryFilter {
-            transport: DiscoveryTransport::Le,
-            duplicate_data: true,
-            ..Default::default()
-        })
-        .await
-        .context("setting the discovery filter")?;
+    ble::hear_every_advertisement(&adapter).await?;
     let mut events = Box::pin(adapter.discover_devices_with_changes().await.context("starting discovery")?);
     if !as_json {
         let until = if seconds == 0 { "until interrupted".to_string() } else { format!("for {seconds} s") };

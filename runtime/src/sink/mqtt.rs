@@ -45,6 +45,19 @@ pub struct MqttConfig {
 }
 
 impl MqttConfig {
+    /// Defaults for everything but the broker's address.
+    pub fn for_url(url: &str) -> Self {
+        MqttConfig {
+            url: url.to_string(),
+            client_id: None,
+            username: None,
+            password: None,
+            keep_alive_s: Self::default_keep_alive(),
+            max_inflight: Self::default_inflight(),
+            topic: None,
+        }
+    }
+
     fn default_keep_alive() -> u64 {
         30
     }

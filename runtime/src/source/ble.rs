@@ -307,12 +307,9 @@ enum DiscoveryEnd {
     Stopped,
 }
 
-/// Discover on `adapter`, watch the configured sensors' advertisements and
-/// keep the signed sensors connected, until the adapter fails. `Ok` only
-/// when the router is gone.
-async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> anyhow::Result<()> {
-    let name = adapter.name().to_string();
-    let address = adapter.address().await.map(|a| a.to_string()).unwrap_or_default();
+/// Set `adapter`'s discovery to LE with duplicate data, so every
+/// advertisement arrives and not only the first of each device.
+pub async fn hear_every_advertisement(adapter: &Adapter) -> anyhow::Result<()> {
     adapter
         .set_discovery_filter(DiscoveryFilter {
             transport: DiscoveryTransport::Le,
@@ -320,7 +317,16 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
             ..Default::default()
         })
         .await
-        .context("setting the discovery filter")?;
+        .context("setting the discovery filter")
+}
+
+/// Discover on `adapter`, watch the configured sensors' advertisements and
+/// keep the signed sensors connected, until the adapter fails. `Ok` only
+/// when the router is gone.
+async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+    let name = adapter.name().to_string();
+    let address = adapter.address().await.map(|a| a.to_string()).unwrap_or_default();
+    hear_every_advertisement(adapter).await?;
     let mut removals = Box::pin(session.events().await.context("subscribing to BlueZ")?);
 
     // Every task below ends with this function: dropping the set aborts them.
