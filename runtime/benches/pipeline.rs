@@ -10,22 +10,21 @@
 //! Run with `cargo bench -p edgeward --bench pipeline`; it prints Markdown
 //! for BENCHMARKS.md. Figures are medians of several runs.
 
-use edgeward::clock::Clock;
+mod common;
+
+use common::{Host, RUNS, median_ns};
 use edgeward::config::OnError;
+use edgeward::pipeline::Pipeline;
 use edgeward::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading};
-use edgeward::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, Pipeline};
-use edgeward::state::StateStore;
+use edgeward::trust::Keyring;
 use edgeward_module_alarm::AlarmRule;
 use edgeward_module_heating::Thermostat;
 use edgeward_sdk::Rule;
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const MESSAGES: usize = 20_000;
-const RUNS: usize = 7;
 
 const ALARM: &str = r#"{"stale-after-s": 600, "threshold": [
     {"measurement": "temperature", "unit": "Cel", "above": 21.5, "hysteresis": 0.3, "min-duration-s": 120, "code": "warm"},
@@ -87,51 +86,6 @@ fn native_message(t_ms: u64, celsius: f64) -> edgeward_sdk::Message {
     }
 }
 
-/// Median of `RUNS` timings of `f`, per message, in ns.
-fn median_ns_per_message(mut f: impl FnMut() -> usize) -> f64 {
-    let mut per_msg: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            let n = f();
-            start.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
-    per_msg.sort_by(f64::total_cmp);
-    per_msg[RUNS / 2]
-}
-
-struct Host {
-    engine: Engine,
-    state: StateStore,
-    _dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateStore::open(dir.path()).unwrap();
-        Host { engine: Engine::new(Some(dir.path().join("cache"))).unwrap(), state, _dir: dir }
-    }
-
-    fn instance(&self, name: &str, wasm: &[u8], config: &str, grants: &[&str]) -> Instance {
-        let prepared =
-            self.engine.prepare(name, wasm, Grants::parse(grants.iter().copied()).unwrap()).unwrap();
-        let ctx = InstanceContext {
-            label: format!("bench/{name}").into(),
-            config_json: config.into(),
-            limits: Limits {
-                call_timeout: Duration::from_millis(50),
-                init_timeout: Duration::from_secs(1),
-                memory_bytes: 16 << 20,
-            },
-            state: self.state.clone(),
-            clock: Clock::manual(0),
-            keyring: Default::default(),
-        };
-        Instance::start(Arc::new(prepared), ctx).unwrap()
-    }
-}
-
 fn builtin(name: &str) -> &'static [u8] {
     edgeward::builtin::module(name).unwrap()
 }
@@ -139,14 +93,14 @@ fn builtin(name: &str) -> &'static [u8] {
 fn bench_pipeline() -> (f64, f64) {
     let series = series(MESSAGES);
 
-    let host = Host::new();
+    let host = Host::new(|_| Keyring::default());
     let stages = vec![
         host.instance("alarm", builtin("alarm"), ALARM, &["kv"]),
         host.instance("heating", builtin("heating"), HEATING, &["kv"]),
     ];
     let mut pipeline = Pipeline::new("bench".into(), OnError::Drop, stages);
     let messages: Vec<Message> = series.iter().map(|&(t, c)| host_message(t, c)).collect();
-    let wasm = median_ns_per_message(|| {
+    let wasm = median_ns(|| {
         for msg in &messages {
             black_box(pipeline.process(msg.clone()));
         }
@@ -156,7 +110,7 @@ fn bench_pipeline() -> (f64, f64) {
     let mut alarm: AlarmRule = edgeward_sdk::testing::init(ALARM).unwrap();
     let mut heating: Thermostat = edgeward_sdk::testing::init(HEATING).unwrap();
     let messages: Vec<edgeward_sdk::Message> = series.iter().map(|&(t, c)| native_message(t, c)).collect();
-    let native = median_ns_per_message(|| {
+    let native = median_ns(|| {
         for msg in &messages {
             let outcome = alarm.process(msg.clone()).unwrap();
             if let edgeward_sdk::Verdict::Forward(next) = outcome.verdict {
@@ -172,10 +126,10 @@ fn bench_pipeline() -> (f64, f64) {
 /// configured to fail on `tick` only).
 fn bench_call_overhead() -> f64 {
     let wasm = std::fs::read(Path::new(env!("EDGEWARD_GUEST_DIR")).join("test-faulty.wasm")).unwrap();
-    let host = Host::new();
+    let host = Host::new(|_| Keyring::default());
     let mut rule = host.instance("forward", &wasm, r#"{"fault":"error","on":"tick"}"#, &[]);
     let msg = host_message(0, 20.0);
-    median_ns_per_message(|| {
+    median_ns(|| {
         for _ in 0..MESSAGES {
             black_box(rule.process(&msg).unwrap());
         }

@@ -14,11 +14,12 @@
 //! BENCHMARKS.md. Figures are medians of several runs.
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
-use edgeward::clock::Clock;
+mod common;
+
+use common::{Host, RUNS, median_ns};
 use edgeward::config::{OnError, SensorFormat};
 use edgeward::decode::{Frame, Payload, SensorRef, decode_frame};
-use edgeward::pipeline::{Engine, Grants, Instance, InstanceContext, Limits, Pipeline};
-use edgeward::state::StateStore;
+use edgeward::pipeline::{Instance, Pipeline};
 use edgeward::trust::replay::CounterWidth;
 use edgeward::trust::{Keyring, keys, seal};
 use edgeward_formats::{cose, senml};
@@ -26,45 +27,21 @@ use hpke::Deserializable as _;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 const MESSAGES: usize = 2_000;
-const RUNS: usize = 7;
 
 const ALARM: &str = r#"{"threshold": [{"measurement": "temperature", "unit": "Cel", "above": 38.0,
     "hysteresis": 0.3, "min-duration-s": 120, "severity": "critical", "code": "fever"}]}"#;
 const HEATING: &str = r#"{"zone": [{"name": "room", "sensors": ["room"], "actuator": "heating/room",
     "setpoint": 20.0, "hysteresis": 0.6}]}"#;
 
-fn median_ns(mut f: impl FnMut() -> usize) -> f64 {
-    let mut runs: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            let n = f();
-            start.elapsed().as_nanos() as f64 / n as f64
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[RUNS / 2]
-}
-
-struct Host {
-    engine: Engine,
-    state: StateStore,
-    keyring: Arc<Keyring>,
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateStore::open(dir.path()).unwrap();
-        let gateway_key = dir.path().join("gateway.key");
+/// A host whose keyring has the gateway's signing key and one app recipient.
+fn host() -> Host {
+    Host::new(|dir| {
+        let gateway_key = dir.join("gateway.key");
         keys::generate(keys::KeyKind::Ed25519, &gateway_key).unwrap();
         let mut keyring = Keyring::with_signer("gateway", "gw", &gateway_key).unwrap();
-        let app = dir.path().join("app.key");
-        let app_public = keys::generate(keys::KeyKind::X25519, &app).unwrap();
+        let app_public = keys::generate(keys::KeyKind::X25519, &dir.join("app.key")).unwrap();
         let public_key = keys::parse_public(keys::KeyKind::X25519, &app_public, "app").unwrap();
         keyring.recipients.insert(
             "tenants".into(),
@@ -73,32 +50,13 @@ impl Host {
                 pad_to: 512,
             },
         );
-        Host {
-            engine: Engine::new(Some(dir.path().join("cache"))).unwrap(),
-            state,
-            keyring: Arc::new(keyring),
-            dir,
-        }
-    }
+        keyring
+    })
+}
 
-    fn instance(&self, name: &str, config: &str, grants: &[&str]) -> Instance {
-        let wasm = edgeward::builtin::module(name).unwrap();
-        let prepared =
-            self.engine.prepare(name, wasm, Grants::parse(grants.iter().copied()).unwrap()).unwrap();
-        let ctx = InstanceContext {
-            label: format!("bench/{name}").into(),
-            config_json: config.into(),
-            limits: Limits {
-                call_timeout: Duration::from_millis(100),
-                init_timeout: Duration::from_secs(1),
-                memory_bytes: 16 << 20,
-            },
-            state: self.state.clone(),
-            clock: Clock::manual(0),
-            keyring: self.keyring.clone(),
-        };
-        Instance::start(Arc::new(prepared), ctx).unwrap()
-    }
+/// An instance of the built-in module `name`.
+fn builtin(host: &Host, name: &str, config: &str, grants: &[&str]) -> Instance {
+    host.instance(name, edgeward::builtin::module(name).unwrap(), config, grants)
 }
 
 /// Signed wearable readings, as the sensor sends them.
@@ -130,7 +88,7 @@ fn signed_frames(sensor: &SigningKey) -> Vec<Frame> {
 }
 
 fn main() {
-    let host = Host::new();
+    let host = host();
     let sensor = SigningKey::from_bytes(&[5u8; 32]);
     let verifying = sensor.verifying_key();
     let frames = signed_frames(&sensor);
@@ -166,8 +124,8 @@ fn main() {
         "provenance".into(),
         OnError::Drop,
         vec![
-            host.instance("alarm", ALARM, &["kv"]),
-            host.instance("sign", r#"{"key":"gateway"}"#, &["sign:gateway"]),
+            builtin(&host, "alarm", ALARM, &["kv"]),
+            builtin(&host, "sign", r#"{"key":"gateway"}"#, &["sign:gateway"]),
         ],
     );
     let provenance_ns = median_ns(|| {
@@ -246,8 +204,8 @@ fn main() {
         "privacy".into(),
         OnError::Drop,
         vec![
-            host.instance("heating", HEATING, &["kv"]),
-            host.instance("seal", r#"{"recipients":"tenants"}"#, &["seal:tenants"]),
+            builtin(&host, "heating", HEATING, &["kv"]),
+            builtin(&host, "seal", r#"{"recipients":"tenants"}"#, &["seal:tenants"]),
         ],
     );
     let privacy_ns = median_ns(|| {
@@ -262,9 +220,9 @@ fn main() {
         "home".into(),
         OnError::Drop,
         vec![
-            host.instance("heating", HEATING, &["kv"]),
-            host.instance("sign", r#"{"key":"gateway"}"#, &["sign:gateway"]),
-            host.instance("seal", r#"{"recipients":"tenants"}"#, &["seal:tenants"]),
+            builtin(&host, "heating", HEATING, &["kv"]),
+            builtin(&host, "sign", r#"{"key":"gateway"}"#, &["sign:gateway"]),
+            builtin(&host, "seal", r#"{"recipients":"tenants"}"#, &["seal:tenants"]),
         ],
     );
     let home_ns = median_ns(|| {

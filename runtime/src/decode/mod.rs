@@ -97,11 +97,17 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
             if packet.values.is_empty() {
                 return Err(DecodeError::Empty);
             }
-            let measurements = packet
+            // The SenML records are made once, then moved into the reading.
+            let records: Vec<senml::Measurement> = packet
                 .values
                 .iter()
-                .map(|v| Measurement { name: v.name.to_string(), unit: v.unit.to_string(), value: v.value })
+                .map(|v| senml::Measurement {
+                    name: v.name.to_string(),
+                    unit: v.unit.to_string(),
+                    value: v.value,
+                })
                 .collect();
+            let body = senml::encode(sensor.address, frame.received_ms, &records);
             let reading = Reading {
                 sensor: sensor.name.to_string(),
                 address: sensor.address.to_string(),
@@ -111,14 +117,8 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
                 received_ms: frame.received_ms,
                 rssi: frame.rssi,
                 authenticity: if packet.encrypted { Authenticity::MicVerified } else { Authenticity::None },
-                measurements,
+                measurements: into_measurements(records),
             };
-            let senml: Vec<senml::Measurement> = reading
-                .measurements
-                .iter()
-                .map(|m| senml::Measurement { name: m.name.clone(), unit: m.unit.clone(), value: m.value })
-                .collect();
-            let body = senml::encode(&reading.address, reading.received_ms, &senml);
             let envelope = Envelope { content_type: senml::CONTENT_TYPE.to_string(), body };
             Ok(Message { reading, envelope, path: Vec::new() })
         }
@@ -126,6 +126,11 @@ pub fn decode_frame(frame: &Frame, sensor: &SensorRef<'_>) -> Result<Message, De
         (Payload::ServiceData { .. }, SensorFormat::SignedGatt) => Err(DecodeError::Downgrade),
         (Payload::Notification { .. }, SensorFormat::Bthome) => Err(DecodeError::UnexpectedNotification),
     }
+}
+
+/// SenML records as the reading's measurements (moved, not copied).
+fn into_measurements(records: Vec<senml::Measurement>) -> Vec<Measurement> {
+    records.into_iter().map(|m| Measurement { name: m.name, unit: m.unit, value: m.value }).collect()
 }
 
 /// A signed reading: check the COSE_Sign1's key id and signature (the parser
@@ -158,10 +163,7 @@ fn decode_signed(frame: &Frame, sensor: &SensorRef<'_>, data: &[u8]) -> Result<M
         received_ms: frame.received_ms,
         rssi: frame.rssi,
         authenticity: Authenticity::SensorSigned,
-        measurements: measurements
-            .into_iter()
-            .map(|m| Measurement { name: m.name, unit: m.unit, value: m.value })
-            .collect(),
+        measurements: into_measurements(measurements),
     };
     let envelope = Envelope { content_type: COSE_SIGN1.to_string(), body: data.to_vec() };
     Ok(Message { reading, envelope, path: Vec::new() })
