@@ -369,8 +369,15 @@ fn all_passed(ok: bool, what: &str) -> anyhow::Result<()> {
 }
 
 fn status(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
-    let loaded = config::load(&path)?;
-    let file = loaded.state_dir().join("status.json");
+    // A configuration with an error in it still names the state directory.
+    let state_dir = match config::load(&path) {
+        Ok(loaded) => loaded.state_dir(),
+        Err(e) => {
+            eprintln!("edgeward: warning: {e}");
+            config::state_dir_of(&path)
+        }
+    };
+    let file = state_dir.join("status.json");
     let text = std::fs::read_to_string(&file).with_context(|| {
         format!("no status at {} (has the gateway run with this config?)", file.display())
     })?;
@@ -384,7 +391,13 @@ fn status(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
     }
     let state = if status.running { format!("running (pid {})", status.pid) } else { "not running".into() };
     println!("gateway {}: {state}, as of {}", status.gateway, status.updated);
-    println!("config  {}", status.config);
+    println!("config  {} (generation {})", status.config, status.reload.generation);
+    if let Some(last) = &status.reload.last {
+        println!("reload  {} at {} ({}), {:.0} ms", last.result, last.at, last.trigger, last.took_ms);
+        if let Some(error) = &last.error {
+            println!("        {error}");
+        }
+    }
     if let Some(outbox) = &status.outbox {
         let age = outbox.oldest_age_s.map_or_else(|| "empty".into(), |a| format!("oldest {a:.0} s"));
         println!("outbox  {} messages, {} bytes, {age}", outbox.messages, outbox.bytes);

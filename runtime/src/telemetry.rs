@@ -101,6 +101,37 @@ pub struct Status {
     pub updated: String,
     pub counters: std::collections::BTreeMap<String, u64>,
     pub outbox: Option<OutboxStatus>,
+    /// The configuration serving, and how the last reload went.
+    #[serde(default)]
+    pub reload: ReloadStatus,
+}
+
+/// Which configuration generation serves, and the last reload's outcome.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct ReloadStatus {
+    /// 1 for the configuration the daemon started with, +1 per applied reload.
+    pub generation: u64,
+    /// The files the serving configuration was read from.
+    pub files: Vec<String>,
+    pub last: Option<ReloadOutcome>,
+}
+
+/// One reload attempt.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReloadOutcome {
+    /// When it finished (RFC 3339).
+    pub at: String,
+    /// What asked for it: `SIGHUP`, or the files that changed.
+    pub trigger: String,
+    /// `applied`, `unchanged` or `refused`.
+    pub result: String,
+    /// Why it was refused: file, line and key, or module and import.
+    pub error: Option<String>,
+    /// What was replaced (`profile home`, `uplink`, `source ble`, ...).
+    #[serde(default)]
+    pub changed: Vec<String>,
+    /// From the trigger to the new configuration serving, in milliseconds.
+    pub took_ms: f64,
 }
 
 /// The outbox's depth and age.
@@ -119,6 +150,7 @@ impl Status {
         config: &std::path::Path,
         counters: &Counters,
         outbox: Option<&crate::sink::outbox::Outbox>,
+        reload: &ReloadStatus,
         running: bool,
     ) -> Self {
         let now = crate::clock::wall_ms();
@@ -135,6 +167,7 @@ impl Status {
             updated: crate::clock::format_rfc3339_ms(now),
             counters: counters.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             outbox,
+            reload: reload.clone(),
         }
     }
 

@@ -10,6 +10,7 @@ mod ble;
 mod daemon;
 mod interop;
 mod mqtt;
+mod reload;
 mod sandbox;
 mod sdk;
 mod trust;

@@ -19,6 +19,9 @@ pub struct Loaded {
     pub path: PathBuf,
     /// The folder relative paths in it are resolved against.
     pub base_dir: PathBuf,
+    /// The files it was read from: the main file, then its `conf.d/*.toml`
+    /// drop-ins in name order. Empty for a configuration given as text.
+    pub files: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -81,44 +84,164 @@ impl fmt::Display for Located {
     }
 }
 
-/// Read, parse and validate the configuration at `path`.
+/// Read, parse and validate the configuration at `path`, with the drop-in
+/// files of the `conf.d/` folder beside it (`*.toml`, in name order).
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })
+    };
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_str(&text, path, &base_dir)
+    let mut parts = vec![(path.to_path_buf(), read(path)?)];
+    for drop_in in drop_ins(&base_dir.join(DROP_IN_DIR))? {
+        let text = read(&drop_in)?;
+        parts.push((drop_in, text));
+    }
+    load_parts(&parts, &base_dir)
+}
+
+/// The state directory `path` names, read leniently: `edgeward status` must
+/// find the daemon's status even while the file has an error in it (that is
+/// when a person asks). Falls back to the default state directory.
+pub fn state_dir_of(path: &Path) -> PathBuf {
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let named =
+        std::fs::read_to_string(path).ok().and_then(|text| match toml::from_str::<toml::Table>(&text) {
+            Ok(table) => Some(PathBuf::from(table.get("gateway")?.get("state-dir")?.as_str()?)),
+            // A syntax error elsewhere: find the line itself.
+            Err(_) => {
+                let mut in_gateway = false;
+                text.lines().map(str::trim).find_map(|line| {
+                    if line.starts_with('[') {
+                        in_gateway = line == "[gateway]";
+                        return None;
+                    }
+                    let (key, value) = line.split_once('=')?;
+                    let value = toml::from_str::<toml::Table>(&format!("v = {value}")).ok()?.remove("v")?;
+                    if !(in_gateway && key.trim() == "state-dir") {
+                        return None;
+                    }
+                    let value = toml::from_str::<toml::Table>(&format!("v = {value}")).ok()?.remove("v")?;
+                    Some(PathBuf::from(value.as_str()?))
+                })
+            }
+        });
+    let dir = named.unwrap_or_else(super::GatewayConfig::default_state_dir);
+    if dir.is_absolute() { dir } else { base_dir.join(dir) }
+}
+
+/// The folder of drop-in files beside the main configuration file.
+pub const DROP_IN_DIR: &str = "conf.d";
+
+/// The `*.toml` files in `dir`, in name order; none when it does not exist.
+fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(ConfigError::Read { path: dir.to_path_buf(), source }),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        // Editors' backups and hidden swap files are not configuration.
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "toml")
+                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Parse and validate configuration `text`; `path` labels errors and
 /// `base_dir` anchors relative paths.
 pub fn load_str(text: &str, path: &Path, base_dir: &Path) -> Result<Loaded, ConfigError> {
-    let source = Source { text, path };
-    let config: Config = toml::from_str(text).map_err(|e| {
+    let mut loaded = load_parts(&[(path.to_path_buf(), text.to_string())], base_dir)?;
+    loaded.files.clear();
+    Ok(loaded)
+}
+
+/// Parse the main file and its drop-ins as one document: the drop-ins are
+/// appended to it, each starting at a table header of its own, so TOML's own
+/// rules refuse a table defined twice, and every error maps back to the
+/// file and line it came from.
+fn load_parts(parts: &[(PathBuf, String)], base_dir: &Path) -> Result<Loaded, ConfigError> {
+    let mut text = String::new();
+    let mut segments = Vec::with_capacity(parts.len());
+    for (path, part) in parts {
+        segments.push(Segment { start: text.len(), path });
+        text.push_str(part);
+        text.push('\n');
+    }
+    let source = Source { text: &text, segments };
+    for segment in &source.segments[1..] {
+        if let Some(offset) = first_key_outside_table(&text[segment.start..]) {
+            return Err(source.error(
+                segment.start + offset..segment.start + offset,
+                format!(
+                    "a drop-in file starts with a [table] header; top-level keys belong in {}",
+                    parts[0].0.display()
+                ),
+            ));
+        }
+    }
+    let config: Config = toml::from_str(&text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
         source.error(span, e.message().to_string())
     })?;
-    let loaded = Loaded { config, path: path.to_path_buf(), base_dir: base_dir.to_path_buf() };
+    let loaded = Loaded {
+        config,
+        path: parts[0].0.clone(),
+        base_dir: base_dir.to_path_buf(),
+        files: parts.iter().map(|(path, _)| path.clone()).collect(),
+    };
     validate(&loaded, &source)?;
     Ok(loaded)
 }
 
-/// The text being loaded, to turn byte spans into lines and keys.
+/// The offset of the first line of `text` that is neither blank, a comment,
+/// nor a table header, if it comes before any header: appended to another
+/// file, such a key would land in that file's last table.
+fn first_key_outside_table(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            return None;
+        }
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            return Some(offset + (line.len() - line.trim_start().len()));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The text being loaded, to turn byte spans into files, lines and keys.
 struct Source<'a> {
     text: &'a str,
+    /// Where each file's text starts, in order.
+    segments: Vec<Segment<'a>>,
+}
+
+struct Segment<'a> {
+    start: usize,
     path: &'a Path,
 }
 
 impl Source<'_> {
     fn error(&self, span: Range<usize>, message: String) -> ConfigError {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
+        let offset = span.start.min(self.text.len());
+        let segment = self.segments.iter().rev().find(|s| s.start <= offset).unwrap_or(&self.segments[0]);
+        let text = &self.text[segment.start..];
+        let start = offset - segment.start;
+        let before = &text[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         ConfigError::At(Box::new(Located {
-            path: self.path.to_path_buf(),
+            path: segment.path.to_path_buf(),
             line,
             column,
-            key: key_at(self.text, start),
+            key: key_at(text, start),
             message,
         }))
     }
@@ -481,5 +604,81 @@ capabilities = ["kv"]
         assert_eq!(parse_mac("a4:C1:38:00:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:FF:00"), None);
         assert_eq!(parse_mac("a4:C1:38:00:00:GG"), None);
+    }
+
+    /// Writes `main` as edgeward.toml and each drop-in into conf.d/, then loads.
+    fn load_with_drop_ins(
+        main: &str,
+        drop_ins: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<Loaded, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("edgeward.toml"), main).unwrap();
+        std::fs::create_dir(dir.path().join(DROP_IN_DIR)).unwrap();
+        for (name, text) in drop_ins {
+            std::fs::write(dir.path().join(DROP_IN_DIR).join(name), text).unwrap();
+        }
+        let loaded = load(&dir.path().join("edgeward.toml"));
+        (dir, loaded)
+    }
+
+    const KITCHEN: &str = "# the kitchen\n[[sensor]]\nname = \"kitchen\"\naddress = \"A4:C1:38:00:00:02\"\nprofile = \"home\"\nsource = \"sim\"\nsim = { model = \"room\" }\n";
+
+    /// Drop-ins add to the main file, in name order; other files are ignored.
+    #[test]
+    fn drop_ins_add_sensors() {
+        let (dir, loaded) =
+            load_with_drop_ins(GOOD, &[("20-kitchen.toml", KITCHEN), ("kitchen.toml~", "not toml [")]);
+        let loaded = loaded.unwrap();
+        let names: Vec<_> = loaded.config.sensors.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["living-room", "kitchen"]);
+        assert_eq!(
+            loaded.files,
+            [dir.path().join("edgeward.toml"), dir.path().join("conf.d/20-kitchen.toml")]
+        );
+    }
+
+    /// An error in a drop-in names the drop-in and the line in it.
+    #[test]
+    fn drop_in_errors_name_their_file() {
+        let broken = KITCHEN.replace("A4:C1:38:00:00:02", "kitchen-mac");
+        let (dir, loaded) = load_with_drop_ins(GOOD, &[("20-kitchen.toml", &broken)]);
+        let error = loaded.unwrap_err().to_string();
+        let expected = format!(
+            "{}:4:11: `sensor.address`: sensor `kitchen`",
+            dir.path().join("conf.d/20-kitchen.toml").display()
+        );
+        assert!(error.starts_with(&expected), "{error}");
+
+        // A table the main file already defines.
+        let (dir, loaded) = load_with_drop_ins(GOOD, &[("10-again.toml", "\n[gateway]\nid = \"other\"\n")]);
+        let error = loaded.unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:2:", dir.path().join("conf.d/10-again.toml").display())),
+            "{error}"
+        );
+    }
+
+    /// A drop-in's keys must sit under a table of its own.
+    #[test]
+    fn drop_in_top_level_keys_are_refused() {
+        let (dir, loaded) = load_with_drop_ins(GOOD, &[("10-loose.toml", "# note\nwasm = \"x\"\n")]);
+        let error = loaded.unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:2:1:", dir.path().join("conf.d/10-loose.toml").display())),
+            "{error}"
+        );
+        assert!(error.contains("top-level keys belong in"), "{error}");
+    }
+
+    /// `edgeward status` finds the state directory in a file with an error.
+    #[test]
+    fn state_dir_of_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edgeward.toml");
+        std::fs::write(&path, "[gateway]\nid = \"gw\"\nstate-dir = \"st\" # here\n[sim]\nspeed = = 2\n")
+            .unwrap();
+        assert_eq!(state_dir_of(&path), dir.path().join("st"));
+        std::fs::write(&path, "[gateway]\nid = \"gw\"\n").unwrap();
+        assert_eq!(state_dir_of(&path), PathBuf::from("/var/lib/edgeward"));
     }
 }

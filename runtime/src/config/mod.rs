@@ -5,7 +5,10 @@
 
 mod load;
 
-pub use load::{ConfigError, Loaded, Located, format_mac, load, load_str, parse_bindkey, parse_mac};
+pub use load::{
+    ConfigError, DROP_IN_DIR, Loaded, Located, format_mac, load, load_str, parse_bindkey, parse_mac,
+    state_dir_of,
+};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -13,7 +16,7 @@ use std::path::PathBuf;
 use toml::Spanned;
 
 /// A whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     pub gateway: GatewayConfig,
@@ -59,7 +62,7 @@ pub struct Config {
 }
 
 /// `[gateway]`: this gateway's identity and where it keeps state.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct GatewayConfig {
     /// The gateway's id: used in topics and, later, as its signing `kid`.
@@ -74,13 +77,13 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    fn default_state_dir() -> PathBuf {
+    pub(crate) fn default_state_dir() -> PathBuf {
         PathBuf::from("/var/lib/edgeward")
     }
 }
 
 /// `[[sensor]]`: one sensor the gateway accepts readings from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SensorConfig {
     /// A name unique in this file; it names the sensor in messages and alarms.
@@ -140,7 +143,7 @@ pub enum SourceKind {
 }
 
 /// `sim = { ... }` on a simulated sensor.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SimSensorConfig {
     /// The series it produces.
@@ -171,7 +174,7 @@ pub enum SimModel {
 }
 
 /// `[signer.NAME]`: a gateway signing key, used by rules granted `sign:NAME`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SignerConfig {
     /// The Ed25519 secret key file (mode 0600), as `edgeward keygen` writes it.
@@ -184,7 +187,7 @@ pub struct SignerConfig {
 }
 
 /// `[recipients.NAME]`: who can open what rules granted `seal:NAME` seal.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RecipientsConfig {
     /// The recipients' X25519 public keys.
@@ -202,7 +205,7 @@ impl RecipientsConfig {
 }
 
 /// One recipient of sealed messages.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RecipientKeyConfig {
     /// The recipient's key id; its app opens messages with the same id.
@@ -212,7 +215,7 @@ pub struct RecipientKeyConfig {
 }
 
 /// `[profile.NAME]`: a pipeline of rules.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProfileConfig {
     /// Module names, in the order messages pass through them.
@@ -250,7 +253,7 @@ pub enum OnError {
 }
 
 /// `[module.NAME]`: one rule module and what it is granted.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModuleConfig {
     /// `builtin:NAME` for a module shipped inside edgeward, else the path to
@@ -269,7 +272,7 @@ pub struct ModuleConfig {
 }
 
 /// `[sandbox]`: limits for every module instance.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SandboxConfig {
     /// Longest a single `process` or `tick` call may run before it is stopped.
@@ -308,7 +311,7 @@ impl Default for SandboxConfig {
 }
 
 /// `[ble]`: the Bluetooth LE source, through BlueZ on the system D-Bus.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BleConfig {
     /// The BlueZ adapter, e.g. `hci0`; absent: BlueZ's default adapter
@@ -345,7 +348,7 @@ impl Default for BleConfig {
 }
 
 /// `[sim]`: the simulator shared by all `source = "sim"` sensors.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SimConfig {
     /// Seed of the pseudo-random series: the same seed gives the same readings.
@@ -377,7 +380,7 @@ impl Default for SimConfig {
 }
 
 /// `[uplink]`, `[alarm]`, `[actuator]`: where one kind of output goes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SinkConfig {
     /// Standard output, one record per line.
@@ -401,7 +404,7 @@ impl SinkConfig {
 }
 
 /// `[metrics]`: the Prometheus endpoint, off unless `listen` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MetricsConfig {
     /// Address to serve `GET /metrics` on, e.g. `127.0.0.1:9464`.
@@ -409,7 +412,7 @@ pub struct MetricsConfig {
 }
 
 /// `[outbox]`: where uplink messages wait for the broker's acknowledgement.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OutboxConfig {
     /// Most bytes (payloads, topics, ids) waiting at once.

@@ -208,7 +208,9 @@ impl SinkSet {
     }
 }
 
-fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Record>, JoinHandle<()>) {
+/// Run `sink` on a blocking thread, fed by the returned sender; the task
+/// flushes when its queue runs dry and closes the sink when every sender is gone.
+pub fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Record>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Record>(SINK_QUEUE);
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(record) = rx.blocking_recv() {

@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 const GROUP_COMMIT: usize = 256;
 
 /// Where and how to connect.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MqttConfig {
     /// `mqtt://HOST:PORT` (port 1883 when absent).

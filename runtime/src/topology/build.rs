@@ -29,6 +29,12 @@ pub enum BuildError {
     Sink(#[from] crate::sink::SinkError),
     #[error(transparent)]
     Key(#[from] crate::trust::keys::KeyError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A configured sensor, found by its address.
@@ -57,6 +63,10 @@ pub struct ProfileRuntime {
     /// The profile's time: the gateway clock, or under a full-speed
     /// simulation the time of the last message it handled.
     pub clock: Clock,
+    /// Everything the pipeline was built from (settings, module hashes and
+    /// configs, keys named, topics): equal identities mean a reload can keep
+    /// the running pipeline, with its instances' memory.
+    pub identity: String,
 }
 
 /// What a loaded module is, for `check` and `status`.
@@ -133,13 +143,16 @@ pub fn build(
             stages.push(Instance::start(ready.clone(), ctx)?);
         }
         let on_error: OnError = profile.on_error;
+        let topics = topics(config, profile_name, &profile.topic, &salt);
+        let identity = identity(config, profile_name, &topics, |module| hex::encode(prepared[module].0.hash));
         profiles.insert(
             profile_name.clone(),
             ProfileRuntime {
                 pipeline: Pipeline::new(profile_name.clone(), on_error, stages),
                 tick_interval: Duration::from_secs_f64(profile.tick_interval_s),
-                topics: topics(config, profile_name, &profile.topic, &salt),
+                topics,
                 clock: profile_clock,
+                identity,
             },
         );
     }
@@ -171,6 +184,43 @@ pub fn build(
     }
 
     Ok(Built { sensors, profiles, modules })
+}
+
+/// What `profile`'s pipeline is built from, as text; spans (where in the
+/// file a value sits) are left out, so moving lines changes nothing.
+fn identity(
+    config: &Config,
+    profile: &str,
+    topics: &HashMap<String, String>,
+    hash: impl Fn(&str) -> String,
+) -> String {
+    let p = &config.profiles[profile];
+    let mut text = format!(
+        "on-error={:?} tick={} topics={:?} sandbox={:?}\n",
+        p.on_error,
+        p.tick_interval_s,
+        topics.iter().collect::<BTreeMap<_, _>>(),
+        config.sandbox
+    );
+    for name in &p.modules {
+        let m = &config.modules[name.get_ref()];
+        let capabilities: Vec<&String> = m.capabilities.iter().map(|c| c.get_ref()).collect();
+        text += &format!(
+            "module {} sha256={} capabilities={capabilities:?} timeout={:?} memory={:?} config={}\n",
+            name.get_ref(),
+            hash(name.get_ref()),
+            m.call_timeout_ms,
+            m.memory_limit_mib,
+            m.config
+        );
+    }
+    // Keys a module may use through its capabilities.
+    text += &format!("signers={:?}\n", config.signers);
+    for (name, set) in &config.recipients {
+        let keys: Vec<(&String, &String)> = set.keys.iter().map(|k| (&k.kid, k.key.get_ref())).collect();
+        text += &format!("recipients {name} pad-to={} keys={keys:?}\n", set.pad_to);
+    }
+    text
 }
 
 /// Each sensor's uplink topic in `profile`: the template with `{gateway}`,

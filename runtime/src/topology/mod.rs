@@ -1,14 +1,23 @@
 //! The running gateway: sources → router (decode) → one task per profile's
-//! pipeline → sinks, built from a configuration and run until the sources
-//! end or shutdown is requested.
+//! pipeline → sinks, built from a configuration, reloaded when it changes,
+//! and run until the sources end or shutdown is requested.
+//!
+//! A reload builds the new configuration's pipelines beside the running
+//! ones, off the message path, then swaps between two frames: the router
+//! sends new messages to the new pipelines, which wait until the old ones
+//! have handled everything queued for them (so each sensor's messages stay
+//! in order and module state in the store is complete), then start. Sources
+//! and sinks whose configuration did not change keep running; pipelines
+//! whose modules and settings did not change keep their instances.
 
 mod build;
+mod watch;
 
 pub use build::{BuildError, Built, ModuleSummary, ProfileRuntime, SensorEntry, build};
+pub use watch::Trigger;
 
 use crate::clock::{Clock, wall_ms};
-use crate::config::SinkConfig;
-use crate::config::{Loaded, SensorFormat, SourceKind};
+use crate::config::{Config, Loaded, SensorFormat, SinkConfig, SourceKind};
 use crate::decode::{Frame, SensorRef, decode_frame};
 use crate::pipeline::bindings::Authenticity;
 use crate::pipeline::{Effects, Engine, Fate, Message};
@@ -17,16 +26,16 @@ use crate::sink::{self, Record, SinkSet, mqtt};
 use crate::source::ble::{self, BleSensor};
 use crate::source::sim::{self, SimSensor, SimSigning};
 use crate::state::StateStore;
-use crate::telemetry::Counters;
+use crate::telemetry::{Counters, ReloadOutcome, ReloadStatus, Status};
 use crate::trust::keys::{self, Missing};
 use crate::trust::replay::CounterWidth;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Notify;
-use tokio::sync::mpsc;
-use tokio::task::{JoinSet, block_in_place};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::{JoinHandle, block_in_place};
 use tokio::time::Instant;
 
 /// How many decoded messages may wait for a pipeline.
@@ -48,59 +57,510 @@ pub fn clock_for(loaded: &Loaded) -> Clock {
 }
 
 /// Run the gateway described by `loaded` until its sources end (a finite
-/// simulation) or `shutdown` completes. Returns the final counters.
+/// simulation) or `shutdown` completes, reloading its configuration on
+/// SIGHUP and when its files change. Returns the final counters.
 pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<Arc<Counters>, BuildError> {
-    let config = &loaded.config;
-    let clock = clock_for(&loaded);
-    let state_dir = loaded.state_dir();
-    let state = StateStore::open(&state_dir)?;
-    let engine = Engine::new(Some(loaded.cache_dir()))?;
-    let built = block_in_place(|| build(&loaded, &engine, &state, &clock, Missing::Generate))?;
-    let counters = Arc::new(Counters::default());
-
-    let (uplink, publisher) = uplink_sink(&loaded, &state_dir, counters.clone())?;
-    let outbox = publisher.as_ref().map(|(_, _, outbox)| outbox.clone());
-    let metrics = match config.metrics.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| {
-                BuildError::Sink(crate::sink::SinkError::Io {
-                    sink: format!("metrics endpoint {addr}"),
-                    source,
-                })
-            })?;
-            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-            Some(tokio::spawn(crate::metrics::serve(listener, counters.clone(), outbox.clone())))
+    let mut triggers = watch::Triggers::new()
+        .map_err(|source| BuildError::Io { what: "listening for SIGHUP".into(), source })?;
+    let mut gateway = Gateway::start(loaded).await?;
+    triggers.watch(&gateway.loaded);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = gateway.sources_finished() => {
+                tracing::info!("all sources finished; draining");
+                break;
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down; draining");
+                break;
+            }
+            trigger = triggers.next() => {
+                gateway.reload(trigger).await;
+                triggers.watch(&gateway.loaded);
+            }
         }
-        None => None,
-    };
-    let status = tokio::spawn(write_status(
-        state_dir.clone(),
-        loaded.path.clone(),
-        config.gateway.id.clone(),
-        counters.clone(),
-        outbox.clone(),
-    ));
-    let (sinks, sink_tasks) = SinkSet::start(
-        uplink,
-        sink::from_config(&config.alarm, &loaded, "alarm")?,
-        sink::from_config(&config.actuator, &loaded, "actuator")?,
-    );
-
-    // One task per profile, fed by the router.
-    let mut pipelines = JoinSet::new();
-    let mut routes = HashMap::new();
-    for (profile, runtime) in built.profiles {
-        let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
-        routes.insert(profile, tx);
-        pipelines.spawn(run_pipeline(runtime, rx, sinks.clone(), counters.clone()));
     }
-    drop(sinks);
+    Ok(gateway.stop().await)
+}
 
-    // Sources.
-    let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
-    let mut sources = JoinSet::new();
+/// A sink's task and the sender that feeds it.
+struct SinkSlot {
+    sender: mpsc::Sender<Record>,
+    task: JoinHandle<()>,
+}
+
+impl SinkSlot {
+    fn start(kind: &'static str, sink: Box<dyn sink::Sink>) -> Self {
+        let (sender, task) = sink::spawn(kind, sink);
+        SinkSlot { sender, task }
+    }
+
+    /// Close it once its other senders are gone; wait until it has written
+    /// everything.
+    async fn finish(self) {
+        drop(self.sender);
+        let _ = self.task.await;
+    }
+}
+
+/// The uplink: its sink and, for MQTT, the task publishing the outbox.
+struct Uplink {
+    sink: SinkSlot,
+    publisher: Option<(Arc<Notify>, JoinHandle<()>)>,
+}
+
+/// A profile's task; it hands its runtime back when its queue closes.
+struct PipelineSlot {
+    identity: String,
+    task: JoinHandle<Option<ProfileRuntime>>,
+}
+
+/// What `edgeward status` is written from.
+struct StatusInputs {
+    gateway: String,
+    config: PathBuf,
+    outbox: Option<Arc<Outbox>>,
+    reload: ReloadStatus,
+}
+
+/// The sensors and pipelines the router sends to.
+struct RouteTable {
+    sensors: HashMap<[u8; 6], SensorEntry>,
+    routes: Routes,
+}
+
+/// Everything running, and what it was built from.
+struct Gateway {
+    loaded: Loaded,
+    clock: Clock,
+    state: StateStore,
+    engine: Engine,
+    counters: Arc<Counters>,
+    status: Arc<Mutex<StatusInputs>>,
+    status_task: JoinHandle<()>,
+    metrics: Option<JoinHandle<()>>,
+    /// When a finite simulation ends, in clock time.
+    sim_end: Option<u64>,
+    frames: mpsc::Sender<Frame>,
+    tables: mpsc::Sender<RouteTable>,
+    router: JoinHandle<()>,
+    outbox: Option<Arc<Outbox>>,
+    uplink: Uplink,
+    alarm: SinkSlot,
+    actuator: SinkSlot,
+    pipelines: BTreeMap<String, PipelineSlot>,
+    sim: Option<JoinHandle<()>>,
+    ble: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    async fn start(loaded: Loaded) -> Result<Self, BuildError> {
+        let config = &loaded.config;
+        let clock = clock_for(&loaded);
+        let state_dir = loaded.state_dir();
+        let state = StateStore::open(&state_dir)?;
+        let engine = Engine::new(Some(loaded.cache_dir()))?;
+        let built = block_in_place(|| build(&loaded, &engine, &state, &clock, Missing::Generate))?;
+        let counters = Arc::new(Counters::default());
+
+        let mut outbox = None;
+        let (uplink_sink, publisher) = uplink_parts(&loaded, &mut outbox, &counters)?;
+        let uplink = Uplink {
+            sink: SinkSlot::start("uplink", uplink_sink),
+            publisher: publisher.map(spawn_publisher),
+        };
+        let alarm = SinkSlot::start("alarm", sink::from_config(&config.alarm, &loaded, "alarm")?);
+        let actuator = SinkSlot::start("actuator", sink::from_config(&config.actuator, &loaded, "actuator")?);
+        let metrics = start_metrics(&loaded, &counters, &outbox).await?;
+        let reload = ReloadStatus { generation: 1, files: file_names(&loaded), last: None };
+        let status = Arc::new(Mutex::new(StatusInputs {
+            gateway: config.gateway.id.clone(),
+            config: loaded.path.clone(),
+            outbox: outbox.clone(),
+            reload,
+        }));
+        let status_task = tokio::spawn(write_status(state_dir, status.clone(), counters.clone()));
+
+        let sinks = SinkSet {
+            uplink: uplink.sink.sender.clone(),
+            alarm: alarm.sender.clone(),
+            actuator: actuator.sender.clone(),
+        };
+        let (routes, pipelines, starts) = spawn_pipelines(built.profiles, &sinks, &counters);
+        for (_, start, runtime) in starts {
+            let _ = start.send(runtime);
+        }
+        let (frames, frames_rx) = mpsc::channel(FRAME_QUEUE);
+        let (tables, tables_rx) = mpsc::channel(1);
+        let table = RouteTable { sensors: built.sensors, routes };
+        let router = tokio::spawn(route(
+            frames_rx,
+            table,
+            tables_rx,
+            state.clone(),
+            config.gateway.id.clone(),
+            counters.clone(),
+        ));
+
+        let mut gateway = Gateway {
+            clock,
+            state,
+            engine,
+            counters,
+            status,
+            status_task,
+            metrics,
+            sim_end: None,
+            frames,
+            tables,
+            router,
+            outbox,
+            uplink,
+            alarm,
+            actuator,
+            pipelines,
+            sim: None,
+            ble: None,
+            loaded,
+        };
+        let simulated = sim_sensors(&gateway.loaded, &gateway.state)?;
+        if !simulated.is_empty() {
+            gateway.clock.restart();
+            let start = gateway.clock.now_ms();
+            gateway.sim_end = gateway.loaded.config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
+        }
+        gateway.sim = gateway.start_sim(simulated);
+        gateway.ble = gateway.start_ble();
+        tracing::info!(
+            gateway = %gateway.loaded.config.gateway.id,
+            config = %gateway.loaded.path.display(),
+            sensors = gateway.loaded.config.sensors.len(),
+            profiles = gateway.pipelines.len(),
+            "started"
+        );
+        Ok(gateway)
+    }
+
+    fn start_sim(&self, simulated: Vec<SimSensor>) -> Option<JoinHandle<()>> {
+        if simulated.is_empty() {
+            return None;
+        }
+        let start = self.clock.now_ms();
+        let seed = self.loaded.config.sim.seed;
+        Some(tokio::spawn(sim::run(
+            simulated,
+            seed,
+            self.clock.clone(),
+            start,
+            self.sim_end,
+            self.frames.clone(),
+        )))
+    }
+
+    fn start_ble(&self) -> Option<JoinHandle<()>> {
+        let radio = ble_sensors(&self.loaded);
+        if radio.is_empty() {
+            return None;
+        }
+        let config = self.loaded.config.ble.clone();
+        Some(tokio::spawn(ble::run(config, radio, self.clock.clone(), self.frames.clone())))
+    }
+
+    /// Completes when every source has ended, which only a simulation with
+    /// a duration does; never when there are no sources.
+    async fn sources_finished(&mut self) {
+        let mut any = false;
+        for task in [&mut self.sim, &mut self.ble].into_iter().flatten() {
+            any = true;
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
+        if !any {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Reload the configuration: apply it if it builds, keep the running
+    /// one otherwise; either way, say so in the log and the status.
+    async fn reload(&mut self, trigger: Trigger) {
+        let began = std::time::Instant::now();
+        let result = self.try_reload().await;
+        let took_ms = began.elapsed().as_secs_f64() * 1000.0;
+        let (result, error, changed) = match result {
+            Ok(changed) if changed.is_empty() => {
+                tracing::info!(%trigger, "configuration unchanged");
+                ("unchanged", None, changed)
+            }
+            Ok(changed) => {
+                let generation = self.status().reload.generation + 1;
+                tracing::info!(%trigger, generation, changed = %changed.join(", "), took_ms, "configuration reloaded");
+                ("applied", None, changed)
+            }
+            Err(e) => {
+                tracing::error!(%trigger, "reload refused, the running configuration stays: {e}");
+                ("refused", Some(e), Vec::new())
+            }
+        };
+        let mut status = self.status();
+        if result == "applied" {
+            status.reload.generation += 1;
+            status.reload.files = file_names(&self.loaded);
+            status.outbox = self.outbox.clone();
+        }
+        status.reload.last = Some(ReloadOutcome {
+            at: crate::clock::format_rfc3339_ms(wall_ms()),
+            trigger: trigger.to_string(),
+            result: result.into(),
+            error,
+            changed,
+            took_ms,
+        });
+        drop(status);
+        self.write_status(true);
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, StatusInputs> {
+        self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_status(&self, running: bool) {
+        let inputs = self.status();
+        let status = Status::gather(
+            &inputs.gateway,
+            &inputs.config,
+            &self.counters,
+            inputs.outbox.as_deref(),
+            &inputs.reload,
+            running,
+        );
+        drop(inputs);
+        block_in_place(|| status.write(&self.loaded.state_dir()));
+    }
+
+    /// Build the configuration on disk beside the running one and swap it
+    /// in; what changed, or why nothing did.
+    async fn try_reload(&mut self) -> Result<Vec<String>, String> {
+        let next = crate::config::load(&self.loaded.path).map_err(|e| e.to_string())?;
+        needs_restart(&self.loaded.config, &next.config)?;
+        let (now, new) = (&self.loaded.config, &next.config);
+
+        // Everything that can fail, before anything running is touched.
+        let built =
+            block_in_place(|| build(&next, &self.engine, &self.state, &self.clock, Missing::Generate))
+                .map_err(|e| e.to_string())?;
+        let sink_error = |e: BuildError| e.to_string();
+        let new_uplink = match new.uplink != now.uplink || new.outbox != now.outbox {
+            true => Some(uplink_parts(&next, &mut self.outbox, &self.counters).map_err(sink_error)?),
+            false => None,
+        };
+        let new_alarm = match new.alarm != now.alarm {
+            true => Some(sink::from_config(&new.alarm, &next, "alarm").map_err(|e| e.to_string())?),
+            false => None,
+        };
+        let new_actuator = match new.actuator != now.actuator {
+            true => Some(sink::from_config(&new.actuator, &next, "actuator").map_err(|e| e.to_string())?),
+            false => None,
+        };
+        let sim_changed = sim_identity(now) != sim_identity(new);
+        let simulated = match sim_changed {
+            true => sim_sensors(&next, &self.state).map_err(|e| e.to_string())?,
+            false => Vec::new(),
+        };
+        let mut changed = Vec::new();
+
+        // The new generation's sinks: the running ones where unchanged.
+        let new_uplink = new_uplink.map(|(sink, publisher)| (SinkSlot::start("uplink", sink), publisher));
+        let new_alarm = new_alarm.map(|sink| SinkSlot::start("alarm", sink));
+        let new_actuator = new_actuator.map(|sink| SinkSlot::start("actuator", sink));
+        let sinks = SinkSet {
+            uplink: new_uplink.as_ref().map_or(&self.uplink.sink, |(slot, _)| slot).sender.clone(),
+            alarm: new_alarm.as_ref().unwrap_or(&self.alarm).sender.clone(),
+            actuator: new_actuator.as_ref().unwrap_or(&self.actuator).sender.clone(),
+        };
+
+        // New pipelines wait for their runtime; the router feeds them from now.
+        let (routes, pipelines, starts) = spawn_pipelines(built.profiles, &sinks, &self.counters);
+        drop(sinks);
+        if self.tables.send(RouteTable { sensors: built.sensors, routes }).await.is_err() {
+            return Err("the router has stopped".into());
+        }
+        // The old pipelines handle what was queued for them, then hand back
+        // their runtimes: per sensor, every message is handled in order, and
+        // module state in the store is complete before the new ones start.
+        let old = std::mem::replace(&mut self.pipelines, pipelines);
+        let mut previous = HashMap::new();
+        for (name, slot) in old {
+            if let Ok(Some(runtime)) = slot.task.await {
+                previous.insert(name, (slot.identity, runtime));
+            }
+        }
+        // Replaced sinks write what the old pipelines sent them, then close.
+        if let Some((slot, publisher)) = new_uplink {
+            let old = std::mem::replace(
+                &mut self.uplink,
+                Uplink { sink: slot, publisher: publisher.map(spawn_publisher) },
+            );
+            // Stop the old publisher only once its sink has stored everything;
+            // what it sent without an acknowledgement is sent again by the new one.
+            old.sink.finish().await;
+            if let Some((_, task)) = old.publisher {
+                task.abort();
+                let _ = task.await;
+            }
+            changed.push("uplink".to_string());
+        }
+        if let Some(slot) = new_alarm {
+            std::mem::replace(&mut self.alarm, slot).finish().await;
+            changed.push("alarm sink".to_string());
+        }
+        if let Some(slot) = new_actuator {
+            std::mem::replace(&mut self.actuator, slot).finish().await;
+            changed.push("actuator sink".to_string());
+        }
+        // Start the new pipelines, keeping a running one that did not change.
+        for (name, start, runtime) in starts {
+            let runtime = match previous.remove(&name) {
+                Some((identity, old)) if identity == runtime.identity => old,
+                _ => {
+                    changed.push(format!("profile {name}"));
+                    runtime
+                }
+            };
+            let _ = start.send(runtime);
+        }
+        changed.extend(previous.into_keys().map(|name| format!("profile {name} (removed)")));
+        if now.sensors != new.sensors {
+            changed.push("sensors".into());
+        }
+
+        let old_loaded = std::mem::replace(&mut self.loaded, next);
+        if sim_changed {
+            if let Some(task) = self.sim.take() {
+                task.abort();
+            }
+            self.sim = self.start_sim(simulated);
+            changed.push("source sim".into());
+        }
+        if ble_identity(&old_loaded.config) != ble_identity(&self.loaded.config) {
+            if let Some(task) = self.ble.take() {
+                task.abort();
+            }
+            self.ble = self.start_ble();
+            changed.push("source ble".into());
+        }
+        if old_loaded.config.metrics != self.loaded.config.metrics || changed.iter().any(|c| c == "uplink") {
+            if let Some(task) = self.metrics.take() {
+                task.abort();
+                let _ = task.await;
+            }
+            match start_metrics(&self.loaded, &self.counters, &self.outbox).await {
+                Ok(task) => self.metrics = task,
+                // The rest is applied; say what is missing.
+                Err(e) => tracing::error!("metrics endpoint not serving after the reload: {e}"),
+            }
+            if old_loaded.config.metrics != self.loaded.config.metrics {
+                changed.push("metrics".into());
+            }
+        }
+        changed.sort();
+        changed.dedup();
+        Ok(changed)
+    }
+
+    /// Stop the sources, deliver everything in flight, stop.
+    async fn stop(self) -> Arc<Counters> {
+        for task in [self.sim, self.ble].into_iter().flatten() {
+            task.abort();
+            // One that ended was awaited already; a JoinHandle is awaited once.
+            if !task.is_finished() {
+                let _ = task.await;
+            }
+        }
+        // Closing the frame channel ends the router, which closes the
+        // pipelines' channels, which drop the sink senders: everything in
+        // flight is delivered.
+        drop(self.frames);
+        drop(self.tables);
+        let _ = self.router.await;
+        for (_, slot) in self.pipelines {
+            let _ = slot.task.await;
+        }
+        self.uplink.sink.finish().await;
+        self.alarm.finish().await;
+        self.actuator.finish().await;
+        // Everything accepted is in the outbox now; send what the broker
+        // takes within the drain time, the rest waits there for the next start.
+        if let Some((stop, task)) = self.uplink.publisher {
+            stop.notify_one();
+            let _ = task.await;
+        }
+        self.status_task.abort();
+        if let Some(metrics) = self.metrics {
+            metrics.abort();
+        }
+        let inputs = self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Status::gather(
+            &inputs.gateway,
+            &inputs.config,
+            &self.counters,
+            inputs.outbox.as_deref(),
+            &inputs.reload,
+            false,
+        )
+        .write(&self.loaded.state_dir());
+        drop(inputs);
+        let summary: Vec<String> = self.counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
+        tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
+        self.counters
+    }
+}
+
+/// Settings a running gateway cannot change: refused with the key to
+/// change back, or to restart for.
+fn needs_restart(now: &Config, new: &Config) -> Result<(), String> {
+    let fixed = [
+        ("gateway.id", now.gateway.id != new.gateway.id),
+        ("gateway.state-dir", now.gateway.state_dir != new.gateway.state_dir),
+        ("gateway.cache-dir", now.gateway.cache_dir != new.gateway.cache_dir),
+        // The gateway's clock is made from these.
+        ("sim.speed", now.sim.speed != new.sim.speed),
+        ("sim.start", now.sim.start != new.sim.start),
+        ("sim.duration-s", now.sim.duration_s != new.sim.duration_s),
+    ];
+    match fixed.iter().find(|(_, differs)| *differs) {
+        Some((key, _)) => Err(format!("`{key}` changed: that takes effect on a restart, not a reload")),
+        None => Ok(()),
+    }
+}
+
+/// What the simulator source is started from.
+fn sim_identity(config: &Config) -> (Vec<&crate::config::SensorConfig>, u64) {
+    (config.sensors.iter().filter(|s| s.source == SourceKind::Sim).collect(), config.sim.seed)
+}
+
+/// What the BLE source is started from: which addresses to listen to and
+/// how, not what the readings mean (keys and profiles live in the router).
+fn ble_identity(config: &Config) -> (Vec<(&str, &str, SensorFormat)>, &crate::config::BleConfig) {
+    let sensors = config
+        .sensors
+        .iter()
+        .filter(|s| s.source == SourceKind::Ble)
+        .map(|s| (s.name.as_str(), s.address.get_ref().as_str(), s.format))
+        .collect();
+    (sensors, &config.ble)
+}
+
+fn file_names(loaded: &Loaded) -> Vec<String> {
+    loaded.files.iter().map(|f| f.display().to_string()).collect()
+}
+
+/// The simulated sensors of `loaded`, with their signing keys.
+fn sim_sensors(loaded: &Loaded, state: &StateStore) -> Result<Vec<SimSensor>, BuildError> {
     let mut simulated = Vec::new();
-    for s in config.sensors.iter().filter(|s| s.source == SourceKind::Sim) {
+    for s in loaded.config.sensors.iter().filter(|s| s.source == SourceKind::Sim) {
         let Some(sim) = &s.sim else { continue };
         let signing = match (&sim.key, s.format) {
             (Some(path), SensorFormat::SignedGatt) => Some(SimSigning {
@@ -118,13 +578,12 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
             signing,
         });
     }
-    if !simulated.is_empty() {
-        clock.restart();
-        let start = clock.now_ms();
-        let end = config.sim.duration_s.map(|d| start + (d * 1000.0) as u64);
-        sources.spawn(sim::run(simulated, config.sim.seed, clock.clone(), start, end, frames_tx.clone()));
-    }
-    let radio: Vec<BleSensor> = config
+    Ok(simulated)
+}
+
+fn ble_sensors(loaded: &Loaded) -> Vec<BleSensor> {
+    loaded
+        .config
         .sensors
         .iter()
         .filter(|s| s.source == SourceKind::Ble)
@@ -133,125 +592,136 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
             address: crate::config::parse_mac(s.address.get_ref()).expect("validated by the config loader"),
             format: s.format,
         })
-        .collect();
-    if !radio.is_empty() {
-        sources.spawn(ble::run(config.ble.clone(), radio, clock.clone(), frames_tx.clone()));
-    }
-    drop(frames_tx);
-
-    tracing::info!(
-        gateway = %config.gateway.id,
-        config = %loaded.path.display(),
-        sensors = built.sensors.len(),
-        profiles = routes.len(),
-        "started"
-    );
-    let router = tokio::spawn(route(
-        frames_rx,
-        built.sensors,
-        routes,
-        state.clone(),
-        config.gateway.id.clone(),
-        counters.clone(),
-    ));
-
-    let sources_done = async { while sources.join_next().await.is_some() {} };
-    tokio::select! {
-        _ = sources_done => tracing::info!("all sources finished; draining"),
-        _ = shutdown => {
-            tracing::info!("shutting down; draining");
-            sources.abort_all();
-        }
-    }
-    // Closing the frame channel ends the router, which closes the pipelines'
-    // channels, which drop the sink senders: everything in flight is delivered.
-    let _ = router.await;
-    while pipelines.join_next().await.is_some() {}
-    for task in sink_tasks {
-        let _ = task.await;
-    }
-    // Everything accepted is in the outbox now; send what the broker takes
-    // within the drain time, the rest waits there for the next start.
-    if let Some((stop, task, _)) = publisher {
-        stop.notify_one();
-        let _ = task.await;
-    }
-    status.abort();
-    if let Some(metrics) = metrics {
-        metrics.abort();
-    }
-    crate::telemetry::Status::gather(&config.gateway.id, &loaded.path, &counters, outbox.as_deref(), false)
-        .write(&state_dir);
-    let summary: Vec<String> = counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
-    tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
-    Ok(counters)
+        .collect()
 }
 
-/// The uplink sink; for MQTT also the outbox publisher and the signal that
-/// stops it.
-#[allow(clippy::type_complexity)]
-fn uplink_sink(
+/// Where the router sends each profile's messages.
+type Routes = HashMap<String, mpsc::Sender<(String, Message)>>;
+/// Each new pipeline's runtime, and the sender that starts it.
+type Starts = Vec<(String, oneshot::Sender<ProfileRuntime>, ProfileRuntime)>;
+
+/// One task per profile, each waiting for its runtime on the returned
+/// sender before it handles a message.
+fn spawn_pipelines(
+    profiles: BTreeMap<String, ProfileRuntime>,
+    sinks: &SinkSet,
+    counters: &Arc<Counters>,
+) -> (Routes, BTreeMap<String, PipelineSlot>, Starts) {
+    let (mut routes, mut slots, mut starts) = (HashMap::new(), BTreeMap::new(), Vec::new());
+    for (name, runtime) in profiles {
+        let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
+        let (start, started) = oneshot::channel();
+        let task = tokio::spawn(run_pipeline(started, rx, sinks.clone(), counters.clone()));
+        routes.insert(name.clone(), tx);
+        slots.insert(name.clone(), PipelineSlot { identity: runtime.identity.clone(), task });
+        starts.push((name, start, runtime));
+    }
+    (routes, slots, starts)
+}
+
+/// The uplink sink `loaded` describes; for MQTT also its publisher, not yet
+/// started. The outbox is opened on first use and then kept.
+fn uplink_parts(
     loaded: &Loaded,
-    state_dir: &std::path::Path,
-    counters: Arc<Counters>,
-) -> Result<(Box<dyn sink::Sink>, Option<(Arc<Notify>, tokio::task::JoinHandle<()>, Arc<Outbox>)>), BuildError>
-{
+    outbox: &mut Option<Arc<Outbox>>,
+    counters: &Arc<Counters>,
+) -> Result<(Box<dyn sink::Sink>, Option<mqtt::Publisher>), BuildError> {
     let config = &loaded.config;
     let SinkConfig::Mqtt(mqtt) = &config.uplink else {
+        if let Some(depth) = outbox.as_ref().and_then(|o| o.depth().ok()).filter(|d| d.messages > 0) {
+            tracing::warn!(waiting = depth.messages, "the uplink is not MQTT: messages wait in the outbox");
+        }
         return Ok((sink::from_config(&config.uplink, loaded, "uplink")?, None));
     };
-    let outbox = Arc::new(Outbox::open(state_dir, config.outbox.max_bytes, config.outbox.overflow)?);
-    if let Ok(depth) = outbox.depth()
-        && depth.messages > 0
-    {
-        tracing::info!(waiting = depth.messages, bytes = depth.bytes, "resuming the outbox");
-    }
+    let outbox = match outbox {
+        Some(outbox) => outbox.clone(),
+        None => {
+            let opened =
+                Arc::new(Outbox::open(&loaded.state_dir(), config.outbox.max_bytes, config.outbox.overflow)?);
+            if let Ok(depth) = opened.depth()
+                && depth.messages > 0
+            {
+                tracing::info!(waiting = depth.messages, bytes = depth.bytes, "resuming the outbox");
+            }
+            outbox.insert(opened).clone()
+        }
+    };
     let (wake, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let client_id = mqtt.client_id.clone().unwrap_or_else(|| config.gateway.id.clone());
-    let status_topic = config.outbox.status_topic.replace("{gateway}", &config.gateway.id);
-    let drain = std::time::Duration::from_secs_f64(config.outbox.drain_timeout_s.max(0.0));
-    let task = tokio::spawn(mqtt::publish_outbox(mqtt::Publisher {
+    let publisher = mqtt::Publisher {
         outbox: outbox.clone(),
         config: mqtt.clone(),
-        client_id,
-        status_topic,
+        client_id: mqtt.client_id.clone().unwrap_or_else(|| config.gateway.id.clone()),
+        status_topic: config.outbox.status_topic.replace("{gateway}", &config.gateway.id),
         wake: wake.clone(),
-        stop: stop.clone(),
-        drain,
+        stop,
+        drain: std::time::Duration::from_secs_f64(config.outbox.drain_timeout_s.max(0.0)),
         counters: counters.clone(),
-    }));
-    Ok((Box::new(mqtt::UplinkSink::new(outbox.clone(), wake, counters)), Some((stop, task, outbox))))
+    };
+    Ok((Box::new(mqtt::UplinkSink::new(outbox, wake, counters.clone())), Some(publisher)))
+}
+
+fn spawn_publisher(publisher: mqtt::Publisher) -> (Arc<Notify>, JoinHandle<()>) {
+    (publisher.stop.clone(), tokio::spawn(mqtt::publish_outbox(publisher)))
+}
+
+/// The Prometheus endpoint, when configured.
+async fn start_metrics(
+    loaded: &Loaded,
+    counters: &Arc<Counters>,
+    outbox: &Option<Arc<Outbox>>,
+) -> Result<Option<JoinHandle<()>>, BuildError> {
+    let Some(addr) = loaded.config.metrics.listen else { return Ok(None) };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BuildError::Io { what: format!("metrics endpoint {addr}"), source })?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(Some(tokio::spawn(crate::metrics::serve(listener, counters.clone(), outbox.clone()))))
 }
 
 /// Keep `STATE/status.json` current for `edgeward status`.
-async fn write_status(
-    state_dir: std::path::PathBuf,
-    config: std::path::PathBuf,
-    gateway: String,
-    counters: Arc<Counters>,
-    outbox: Option<Arc<Outbox>>,
-) {
+async fn write_status(state_dir: PathBuf, inputs: Arc<Mutex<StatusInputs>>, counters: Arc<Counters>) {
     loop {
-        let status = crate::telemetry::Status::gather(&gateway, &config, &counters, outbox.as_deref(), true);
+        let status = {
+            let inputs = inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            Status::gather(
+                &inputs.gateway,
+                &inputs.config,
+                &counters,
+                inputs.outbox.as_deref(),
+                &inputs.reload,
+                true,
+            )
+        };
         block_in_place(|| status.write(&state_dir));
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
 
 /// Decode frames and hand each message to its sensor's profile.
+/// A new route table (after a reload) takes effect between two frames.
 async fn route(
     mut frames: mpsc::Receiver<Frame>,
-    sensors: HashMap<[u8; 6], SensorEntry>,
-    routes: HashMap<String, mpsc::Sender<(String, Message)>>,
+    mut table: RouteTable,
+    mut tables: mpsc::Receiver<RouteTable>,
     state: StateStore,
     gateway: String,
     counters: Arc<Counters>,
 ) {
     let ids = MessageIds::new(&gateway);
-    while let Some(frame) = frames.recv().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            Some(next) = tables.recv() => {
+                table = next;
+                continue;
+            }
+            frame = frames.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+        };
         Counters::add(&counters.frames, 1);
-        let Some(sensor) = sensors.get(&frame.address) else {
+        let Some(sensor) = table.sensors.get(&frame.address) else {
             Counters::add(&counters.unknown_sender, 1);
             continue;
         };
@@ -290,7 +760,7 @@ async fn route(
                 }
             }
         }
-        let route = &routes[&sensor.profile];
+        let route = &table.routes[&sensor.profile];
         if route.send((ids.next(), message)).await.is_err() {
             tracing::error!(profile = %sensor.profile, "pipeline stopped; message lost");
         }
@@ -317,12 +787,15 @@ impl MessageIds {
 
 /// One profile's loop: messages through the pipeline, ticks on the
 /// gateway's clock, results to the sinks.
+/// It starts once it is given its runtime, and gives it back when its
+/// queue has closed and emptied.
 async fn run_pipeline(
-    mut runtime: ProfileRuntime,
+    start: oneshot::Receiver<ProfileRuntime>,
     mut messages: mpsc::Receiver<(String, Message)>,
     sinks: SinkSet,
     counters: Arc<Counters>,
-) {
+) -> Option<ProfileRuntime> {
+    let mut runtime = start.await.ok()?;
     let clock = runtime.clock.clone();
     let profile = runtime.pipeline.profile().to_string();
     let tick_ms = runtime.tick_interval.as_millis().max(1) as u64;
@@ -362,6 +835,7 @@ async fn run_pipeline(
             next_tick = now + tick_ms;
         }
     }
+    Some(runtime)
 }
 
 async fn sleep_for(wait: Option<std::time::Duration>) {
