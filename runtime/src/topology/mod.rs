@@ -146,6 +146,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         profiles = routes.len(),
         "started"
     );
+    crate::systemd::ready();
     let router = tokio::spawn(route(
         frames_rx,
         built.sensors,
@@ -160,6 +161,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
         _ = sources_done => tracing::info!("all sources finished; draining"),
         _ = shutdown => {
             tracing::info!("shutting down; draining");
+            crate::systemd::stopping();
             sources.abort_all();
         }
     }
