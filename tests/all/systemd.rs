@@ -1,7 +1,7 @@
 //! The daemon under a service manager: what systemd would read on
 //! `NOTIFY_SOCKET` (Type=notify, WatchdogSec=) from start to SIGTERM.
 
-use crate::support::{edgeward_command, fast_config, stderr, table};
+use crate::support::{edgeward, edgeward_command, fast_config, repo_root, stderr, table};
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
@@ -48,4 +48,14 @@ fn notifies_ready_watchdog_and_stopping() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(seen.iter().filter(|m| m.starts_with("READY=1")).count(), 1, "{seen:?}");
+}
+
+/// The configuration the Debian package installs as /etc/edgeward/edgeward.toml
+/// passes `edgeward check` (its key is made by the package, so absent here).
+#[test]
+fn packaged_config_checks_clean() {
+    let path = repo_root().join("packaging/edgeward.toml");
+    let out = edgeward(&["check", "-c", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 sensors, 1 profiles, 1 modules)"));
 }
