@@ -29,3 +29,7 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The Debian package: build, lintian, the unit's hardening score; with
+# CI=true also install, upgrade, remove and purge it on this machine.
+packaging/test.sh

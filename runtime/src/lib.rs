@@ -18,7 +18,8 @@
 //! file; [`trust`] holds the keys and the sealing; [`clock::Clock`] is the
 //! gateway's time, which the simulator may run faster than real time;
 //! [`topology`] builds all of it from a config and runs it until the sources
-//! end or a signal arrives; [`telemetry`] and [`metrics`] say how it goes.
+//! end or a signal arrives; [`telemetry`] and [`metrics`] say how it goes,
+//! and [`systemd`] tells the service manager (ready, stopping, watchdog).
 
 pub mod builtin;
 pub mod clock;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod systemd;
 pub mod telemetry;
 pub mod topology;
 pub mod trust;

@@ -5,7 +5,7 @@
 mod cli;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use edgeward::config::{self, Loaded};
 use edgeward::pipeline::Engine;
 use edgeward::state::StateStore;
@@ -171,6 +171,27 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Packaging: write the man pages or a shell's completions.
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        command: GenerateCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenerateCommand {
+    /// Man pages (section 1): `edgeward.1` and one per subcommand.
+    Man {
+        /// The folder to write them into (created if missing).
+        dir: PathBuf,
+    },
+    /// The completion script for `shell`.
+    Completions {
+        shell: clap_complete::Shell,
+        /// The folder to write it into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// Reading uplink messages straight from a broker instead of a file.
@@ -279,6 +300,12 @@ fn main() -> ExitCode {
             };
             cli::new_rule::run(&name, dir.as_deref(), sdk)
         }
+        Command::Generate { command: GenerateCommand::Man { dir } } => {
+            cli::generate::man(Cli::command(), &dir)
+        }
+        Command::Generate { command: GenerateCommand::Completions { shell, dir } } => {
+            cli::generate::completions(Cli::command(), shell, &dir)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,6 +330,8 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // On the gateway's own runtime: if that wedges, the keep-alives stop.
+        let _watchdog = edgeward::systemd::spawn_watchdog();
         topology::run(loaded, shutdown_signal()).await?;
         Ok(())
     })

@@ -13,4 +13,5 @@ mod mqtt;
 mod reload;
 mod sandbox;
 mod sdk;
+mod systemd;
 mod trust;

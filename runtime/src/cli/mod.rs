@@ -3,6 +3,7 @@
 //! sink writes), from a file or standard input.
 
 pub mod decode;
+pub mod generate;
 pub mod module;
 pub mod new_rule;
 pub mod open;

@@ -73,6 +73,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
             }
             _ = &mut shutdown => {
                 tracing::info!("shutting down; draining");
+                crate::systemd::stopping();
                 break;
             }
             trigger = triggers.next() => {
@@ -239,6 +240,7 @@ impl Gateway {
             profiles = gateway.pipelines.len(),
             "started"
         );
+        crate::systemd::ready();
         Ok(gateway)
     }
 
@@ -286,7 +288,9 @@ impl Gateway {
     /// one otherwise; either way, say so in the log and the status.
     async fn reload(&mut self, trigger: Trigger) {
         let began = std::time::Instant::now();
+        crate::systemd::reloading();
         let result = self.try_reload().await;
+        crate::systemd::ready();
         let took_ms = began.elapsed().as_secs_f64() * 1000.0;
         let (result, error, changed) = match result {
             Ok(changed) if changed.is_empty() => {
