@@ -46,6 +46,12 @@ pub struct Counters {
     pub uplink_acked: AtomicU64,
     /// Times the uplink connection was lost.
     pub uplink_disconnects: AtomicU64,
+    /// Times the uplink connected (the first time and every reconnect).
+    pub uplink_connects: AtomicU64,
+    /// Attempts to connect the uplink that failed (refused, TLS, unreachable).
+    pub uplink_connect_failures: AtomicU64,
+    /// Messages an MQTT 5 broker refused in its PUBACK (kept in the outbox).
+    pub uplink_refused: AtomicU64,
     /// 1 while the uplink is connected.
     pub uplink_connected: AtomicU64,
     /// Messages the full outbox refused (`overflow = "reject-new"`).
@@ -75,6 +81,9 @@ impl Counters {
             ("commands", get(&self.commands)),
             ("uplink_acked", get(&self.uplink_acked)),
             ("uplink_disconnects", get(&self.uplink_disconnects)),
+            ("uplink_connects", get(&self.uplink_connects)),
+            ("uplink_connect_failures", get(&self.uplink_connect_failures)),
+            ("uplink_refused", get(&self.uplink_refused)),
             ("uplink_connected", get(&self.uplink_connected)),
             ("outbox_rejected", get(&self.outbox_rejected)),
             ("outbox_evicted", get(&self.outbox_evicted)),

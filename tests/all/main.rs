@@ -12,4 +12,5 @@ mod interop;
 mod mqtt;
 mod sandbox;
 mod sdk;
+mod tls;
 mod trust;

@@ -213,7 +213,7 @@ fn uplink_sink(
     let drain = std::time::Duration::from_secs_f64(config.outbox.drain_timeout_s.max(0.0));
     let task = tokio::spawn(mqtt::publish_outbox(mqtt::Publisher {
         outbox: outbox.clone(),
-        config: mqtt.clone(),
+        config: mqtt.resolved(|p| loaded.resolve(p)),
         client_id,
         status_topic,
         wake: wake.clone(),
