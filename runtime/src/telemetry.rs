@@ -22,6 +22,10 @@ pub fn init() {
 /// Counters of what went through the gateway since it started.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Per-module call statistics: (profile, module, stats), registered as
+    /// pipelines are built. The lock is taken there and by readers, never
+    /// per message: the pipelines write the stats themselves.
+    pub modules: std::sync::Mutex<Vec<(String, String, std::sync::Arc<crate::pipeline::ModuleStats>)>>,
     /// Frames received from sources.
     pub frames: AtomicU64,
     /// Frames from addresses not configured as sensors (ignored).
@@ -63,6 +67,36 @@ pub struct Counters {
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Make `pipeline`'s module statistics visible in metrics and status.
+    pub fn register_modules(&self, pipeline: &crate::pipeline::Pipeline) {
+        let mut modules = self.modules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (module, stats) in pipeline.module_stats() {
+            modules.push((pipeline.profile().to_string(), module, stats));
+        }
+    }
+
+    /// Every module's statistics now.
+    pub fn module_snapshot(&self) -> Vec<ModuleStatus> {
+        let modules = self.modules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        modules
+            .iter()
+            .map(|(profile, module, stats)| {
+                let buckets: Vec<u64> = stats.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let calls = buckets.iter().sum();
+                let seconds = stats.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                ModuleStatus {
+                    profile: profile.clone(),
+                    module: module.clone(),
+                    calls,
+                    faults: stats.faults.load(Ordering::Relaxed),
+                    latency_sum_s: seconds,
+                    latency_mean_us: if calls == 0 { 0.0 } else { seconds * 1e6 / calls as f64 },
+                    latency_buckets: buckets,
+                }
+            })
+            .collect()
     }
 
     /// A snapshot as `name value` pairs, for logs and `--json` output.
@@ -110,6 +144,25 @@ pub struct Status {
     pub updated: String,
     pub counters: std::collections::BTreeMap<String, u64>,
     pub outbox: Option<OutboxStatus>,
+    /// Per module per profile: calls, faults, latency.
+    #[serde(default)]
+    pub modules: Vec<ModuleStatus>,
+}
+
+/// One module's calls in one profile.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModuleStatus {
+    pub profile: String,
+    pub module: String,
+    /// `process` and `tick` calls.
+    pub calls: u64,
+    /// Calls that failed (error, trap, timeout, memory).
+    pub faults: u64,
+    /// Time spent in calls.
+    pub latency_sum_s: f64,
+    pub latency_mean_us: f64,
+    /// Calls per latency bucket (`crate::pipeline::LATENCY_BUCKETS_US`, then above), not cumulative.
+    pub latency_buckets: Vec<u64>,
 }
 
 /// The outbox's depth and age.
@@ -144,6 +197,7 @@ impl Status {
             updated: crate::clock::format_rfc3339_ms(now),
             counters: counters.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             outbox,
+            modules: counters.module_snapshot(),
         }
     }
 

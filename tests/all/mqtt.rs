@@ -80,6 +80,18 @@ fn uplink_round_trip() {
     assert_eq!(status["running"], false);
     assert_eq!(status["counters"]["uplink_acked"], 120);
     assert_eq!(status["outbox"]["messages"], 0);
+    // Each module of the profile, with its calls (120 messages plus ticks) and latency.
+    let modules = status["modules"].as_array().unwrap();
+    let names: Vec<&str> = modules.iter().map(|m| m["module"].as_str().unwrap()).collect();
+    assert_eq!(names, ["vitals", "countersign"]);
+    for m in modules {
+        assert_eq!(m["profile"], "provenance");
+        assert!(m["calls"].as_u64().unwrap() >= 120, "{m}");
+        assert_eq!(m["faults"], 0);
+        assert!(m["latency_sum_s"].as_f64().unwrap() > 0.0, "{m}");
+        let buckets: u64 = m["latency_buckets"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).sum();
+        assert_eq!(buckets, m["calls"].as_u64().unwrap(), "every call in one bucket");
+    }
 }
 
 /// A full outbox under `reject-new` refuses new messages and counts them;
@@ -251,6 +263,22 @@ fn metrics_endpoint_serves_counters_and_outbox() {
     let waiting: u64 =
         text.lines().find_map(|l| l.strip_prefix("edgeward_outbox_messages ")).unwrap().parse().unwrap();
     assert!(waiting > 0, "{text}");
+    // Per module per profile: calls, faults and a latency histogram.
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {text}"))
+            .parse()
+            .unwrap()
+    };
+    let labels = r#"{profile="provenance",module="countersign"}"#;
+    let calls = value(&format!("edgeward_module_calls_total{labels} "));
+    assert!(calls > 0.0, "{text}");
+    assert_eq!(value(&format!("edgeward_module_faults_total{labels} ")), 0.0);
+    assert_eq!(value(&format!("edgeward_module_call_seconds_count{labels} ")), calls);
+    let all =
+        value(r#"edgeward_module_call_seconds_bucket{profile="provenance",module="countersign",le="+Inf"} "#);
+    assert_eq!(all, calls, "the +Inf bucket counts every call");
 }
 
 /// `edgeward verify` reads straight from the broker and verifies what the

@@ -92,6 +92,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> Result<A
     for (profile, runtime) in built.profiles {
         let (tx, rx) = mpsc::channel(PIPELINE_QUEUE);
         routes.insert(profile, tx);
+        counters.register_modules(&runtime.pipeline);
         pipelines.spawn(run_pipeline(runtime, rx, sinks.clone(), counters.clone()));
     }
     drop(sinks);
