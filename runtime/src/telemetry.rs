@@ -62,6 +62,9 @@ pub struct Counters {
     pub outbox_rejected: AtomicU64,
     /// Messages the full outbox evicted (`overflow = "drop-oldest"`).
     pub outbox_evicted: AtomicU64,
+    /// Messages refused because `state.db` could not be written (disk full,
+    /// I/O error): never accepted.
+    pub outbox_write_refused: AtomicU64,
 }
 
 impl Counters {
@@ -121,6 +124,7 @@ impl Counters {
             ("uplink_connected", get(&self.uplink_connected)),
             ("outbox_rejected", get(&self.outbox_rejected)),
             ("outbox_evicted", get(&self.outbox_evicted)),
+            ("outbox_write_refused", get(&self.outbox_write_refused)),
         ]
     }
 }

@@ -465,3 +465,118 @@ fn mqtt5_uplink_sends_msg_id_property() {
     }
     assert_eq!(ids.len(), 60, "ids differ");
 }
+
+/// Unmounts a test's tmpfs when dropped (lazily: a process may still hold it).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk under the state file: the gateway runs on, names the file
+/// and the cause once, counts the messages it refuses (never accepted, so
+/// nothing accepted is lost) and accepts again when space returns. The state
+/// directory is a small tmpfs, which only root may mount: elsewhere the test
+/// says so and passes without checking anything.
+#[test]
+fn full_disk_refuses_counts_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=128k", "edgeward-test", state.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("full_disk_refuses_counts_and_recovers skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let _unmount = Mounted(state.clone());
+    // One unsigned room sensor, no rules: nothing but the outbox writes to state.db.
+    let config = dir.path().join("edgeward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[gateway]
+id = "disk-gw"
+state-dir = "state"
+
+[[sensor]]
+name = "room-1"
+address = "A4:C1:38:00:00:01"
+profile = "plain"
+source = "sim"
+sim = {{ model = "room", interval-s = 60 }}
+
+[profile.plain]
+modules = []
+
+[sim]
+speed = 3000
+duration-s = 864000
+
+[uplink]
+type = "mqtt"
+url = "mqtt://127.0.0.1:{}"
+
+[outbox]
+drain-timeout-s = 0.2
+
+[alarm]
+type = "none"
+
+[actuator]
+type = "none"
+"#,
+            free_port()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("gateway.log");
+    let mut gateway = edgeward_command(&["run", "-c", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(std::time::Instant::now() < deadline, "no `{what}` within 60 s: {log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let log = wait_for("disk is full");
+    let db = state.join("state.db");
+    assert!(log.contains(&format!("state store {}: database or disk is full", db.display())), "{log}");
+    assert!(log.contains("the gateway keeps running"), "{log}");
+
+    // Space returns: the same gateway accepts again.
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=16m", state.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let log = wait_for("the outbox accepts messages again");
+    assert_eq!(log.matches("disk is full").count(), 1, "logged once, not per refused batch: {log}");
+    let _ = std::process::Command::new("kill").arg(gateway.id().to_string()).status();
+    assert!(gateway.wait().unwrap().success());
+
+    let status: serde_json::Value = {
+        let out = crate::support::edgeward(&["status", "--json", "-c", config.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let refused = status["counters"]["outbox_write_refused"].as_u64().unwrap();
+    let forwarded = status["counters"]["forwarded"].as_u64().unwrap();
+    let kept = status["outbox"]["messages"].as_u64().unwrap();
+    assert!(refused > 0, "{status}");
+    assert_eq!(kept + refused, forwarded, "every forwarded message is either kept or counted as refused");
+}

@@ -166,7 +166,7 @@ pub enum SinkError {
         sink: &'static str,
         url: String,
         #[source]
-        source: mqtt::MqttError,
+        source: Box<mqtt::MqttError>,
     },
 }
 
@@ -196,7 +196,11 @@ pub fn from_config(
         SinkConfig::File { path } => Box::new(FileSink::open(&loaded.resolve(path), kind)?),
         SinkConfig::Mqtt(mqtt) => Box::new(
             mqtt::LocalSink::start(&mqtt.resolved(|p| loaded.resolve(p)), &loaded.config.gateway.id, kind)
-                .map_err(|source| SinkError::Mqtt { sink: kind, url: mqtt.url().to_string(), source })?,
+                .map_err(|e| SinkError::Mqtt {
+                    sink: kind,
+                    url: mqtt.url().to_string(),
+                    source: Box::new(e),
+                })?,
         ),
         SinkConfig::None {} => Box::new(NullSink),
     })

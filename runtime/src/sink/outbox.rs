@@ -80,6 +80,16 @@ pub struct Outbox {
     overflow: Overflow,
 }
 
+/// Whether `error` says the disk (or the database's size limit) is full,
+/// which retrying at once does not cure.
+pub fn is_storage_full(error: &StateError) -> bool {
+    matches!(
+        error,
+        StateError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if e.code == rusqlite::ErrorCode::DiskFull
+    )
+}
+
 /// Bytes a message counts for: its payload, topic and id.
 fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
     (topic.len() + id.len() + payload.len()) as u64

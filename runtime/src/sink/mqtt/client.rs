@@ -16,8 +16,8 @@ pub(crate) enum Client {
 
 /// The connection's event loop; polling it drives the network.
 pub(crate) enum Events {
-    V311(rumqttc::EventLoop),
-    V5(rumqttc::v5::EventLoop),
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
 /// What a publish carries besides topic and payload (MQTT 5 only).
@@ -72,7 +72,7 @@ pub(crate) fn connect(settings: &Settings, will: Option<(&str, &str)>, cap: usiz
                 ));
             }
             let (client, events) = rumqttc::AsyncClient::new(options, cap);
-            (Client::V311(client), Events::V311(events))
+            (Client::V311(client), Events::V311(Box::new(events)))
         }
         Protocol::V5 => {
             let mut options = rumqttc::v5::MqttOptions::new(settings.client_id.clone(), host, port);
@@ -94,7 +94,7 @@ pub(crate) fn connect(settings: &Settings, will: Option<(&str, &str)>, cap: usiz
                 ));
             }
             let (client, events) = rumqttc::v5::AsyncClient::new(options, cap);
-            (Client::V5(client), Events::V5(events))
+            (Client::V5(client), Events::V5(Box::new(events)))
         }
     }
 }

@@ -92,13 +92,14 @@ pub enum MqttError {
     Identity {
         cert: PathBuf,
         key: PathBuf,
+        // Boxed: it would make every `MqttError` twice as large.
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
     #[error("TLS protocol versions: {source}")]
     Versions {
         #[source]
-        source: rustls::Error,
+        source: Box<rustls::Error>,
     },
 }
 

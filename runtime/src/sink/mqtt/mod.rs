@@ -98,11 +98,15 @@ pub struct UplinkSink {
     /// Wakes the publisher when something was committed.
     wake: Arc<Notify>,
     counters: Arc<Counters>,
+    /// Messages refused since `state.db` stopped taking writes (disk full,
+    /// I/O error); 0 while it takes them. The error is logged when it starts
+    /// and the recovery when it ends, not for every refused batch.
+    refusing: u64,
 }
 
 impl UplinkSink {
     pub fn new(outbox: Arc<Outbox>, wake: Arc<Notify>, counters: Arc<Counters>) -> Self {
-        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters }
+        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters, refusing: 0 }
     }
 }
 
@@ -129,11 +133,13 @@ impl Sink for UplinkSink {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
-        // A busy or briefly failing disk is retried: these messages exist nowhere else.
+        // A busy or briefly failing disk is retried: these messages exist
+        // nowhere else. A full one is not: space does not return in seconds,
+        // and waiting would stall every pipeline behind this sink.
         let mut attempt = 0;
         let result = loop {
             match self.outbox.append(&batch) {
-                Err(e) if attempt < 5 => {
+                Err(e) if attempt < 5 && !super::outbox::is_storage_full(&e) => {
                     attempt += 1;
                     tracing::warn!(attempt, "outbox append failed, retrying: {e}");
                     std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -143,6 +149,14 @@ impl Sink for UplinkSink {
         };
         match result {
             Ok(report) => {
+                if self.refusing > 0 {
+                    tracing::info!(
+                        refused = self.refusing,
+                        "the outbox accepts messages again ({} refused while the state file could not be written)",
+                        self.refusing
+                    );
+                    self.refusing = 0;
+                }
                 Counters::add(&self.counters.outbox_rejected, report.rejected as u64);
                 Counters::add(&self.counters.outbox_evicted, report.evicted as u64);
                 if report.rejected > 0 {
@@ -160,10 +174,20 @@ impl Sink for UplinkSink {
                 self.wake.notify_one();
                 Ok(())
             }
-            Err(e) => Err(SinkError::Io {
-                sink: "outbox".into(),
-                source: std::io::Error::other(format!("{} messages not accepted: {e}", batch.len())),
-            }),
+            Err(e) => {
+                // Never accepted, so nothing accepted is lost; counted, and
+                // the gateway runs on: the next batch tries again.
+                Counters::add(&self.counters.outbox_write_refused, batch.len() as u64);
+                if self.refusing == 0 {
+                    tracing::error!(
+                        "{e}: uplink messages are refused (not accepted) until it can be written again; the gateway keeps running"
+                    );
+                } else {
+                    tracing::debug!(refused = batch.len(), "outbox still cannot be written: {e}");
+                }
+                self.refusing += batch.len() as u64;
+                Ok(())
+            }
         }
     }
 }

@@ -30,17 +30,17 @@ pub fn client_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|source| MqttError::Versions { source })?
+        .map_err(|e| MqttError::Versions { source: Box::new(e) })?
         .with_root_certificates(roots);
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
             let chain = read_certs(cert)?;
             let private = read_key(key)?;
-            builder.with_client_auth_cert(chain, private).map_err(|source| MqttError::Identity {
+            builder.with_client_auth_cert(chain, private).map_err(|e| MqttError::Identity {
                 cert: cert.to_path_buf(),
                 key: key.to_path_buf(),
-                source,
+                source: Box::new(e),
             })?
         }
     };
