@@ -312,7 +312,8 @@ impl MessageIds {
     }
 
     fn next(&self) -> String {
-        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        // Fixed width: the id travels in sealed envelopes, whose sizes must not vary.
+        format!("{}-{:010}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
 
