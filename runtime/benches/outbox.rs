@@ -22,6 +22,7 @@ fn entries(n: usize, from: usize) -> Vec<NewEntry> {
             id: format!("gw-1-{i}"),
             topic: "medical/gw-1/wearable-1".into(),
             payload: vec![0xa5; PAYLOAD],
+            content_type: None,
             created_ms: i as u64,
         })
         .collect()

@@ -432,7 +432,13 @@ fn status(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
         println!("outbox  {} messages, {} bytes, {age}", outbox.messages, outbox.bytes);
     }
     for (name, value) in &status.counters {
-        println!("  {name:<20} {value}");
+        println!("  {name:<24} {value}");
+    }
+    for m in &status.modules {
+        println!(
+            "module  {}/{}: {} calls, {} faults, mean {:.1} µs",
+            m.profile, m.module, m.calls, m.faults, m.latency_mean_us
+        );
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The Prometheus endpoint (`[metrics] listen = "127.0.0.1:9464"`; off by
-//! default): the counters and the outbox's depth in the text exposition
+//! default): the counters, each module's calls, faults and latency per
+//! profile, and the outbox's depth in the text exposition
 //! format, for any scraper. Deliberately tiny: one route, no keep-alive.
 
 use crate::sink::outbox::Outbox;
@@ -24,6 +25,34 @@ pub fn render(counters: &Counters, outbox: Option<&Outbox>) -> String {
             let _ = writeln!(out, "# TYPE edgeward_{name}_total counter\nedgeward_{name}_total {value}");
         }
     }
+    let modules = counters.module_snapshot();
+    if !modules.is_empty() {
+        out.push_str("# TYPE edgeward_module_calls_total counter\n");
+        for m in &modules {
+            let _ = writeln!(out, "edgeward_module_calls_total{{{}}} {}", labels(m), m.calls);
+        }
+        out.push_str("# TYPE edgeward_module_faults_total counter\n");
+        for m in &modules {
+            let _ = writeln!(out, "edgeward_module_faults_total{{{}}} {}", labels(m), m.faults);
+        }
+        out.push_str("# TYPE edgeward_module_call_seconds histogram\n");
+        for m in &modules {
+            let mut cumulative = 0;
+            for (i, count) in m.latency_buckets.iter().enumerate() {
+                cumulative += count;
+                let le = crate::pipeline::LATENCY_BUCKETS_US
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_string(), |us| (*us as f64 / 1e6).to_string());
+                let _ = writeln!(
+                    out,
+                    "edgeward_module_call_seconds_bucket{{{},le=\"{le}\"}} {cumulative}",
+                    labels(m)
+                );
+            }
+            let _ = writeln!(out, "edgeward_module_call_seconds_sum{{{}}} {}", labels(m), m.latency_sum_s);
+            let _ = writeln!(out, "edgeward_module_call_seconds_count{{{}}} {}", labels(m), m.calls);
+        }
+    }
     if let Some(depth) = outbox.and_then(|o| o.depth().ok()) {
         let age = depth
             .oldest_created_ms
@@ -40,6 +69,12 @@ pub fn render(counters: &Counters, outbox: Option<&Outbox>) -> String {
         );
     }
     out
+}
+
+/// `profile="…",module="…"`, escaped as the exposition format wants.
+fn labels(m: &crate::telemetry::ModuleStatus) -> String {
+    let escape = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!("profile=\"{}\",module=\"{}\"", escape(&m.profile), escape(&m.module))
 }
 
 /// Serve `GET /metrics` on `listener` until the task is dropped.

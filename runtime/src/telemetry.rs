@@ -22,6 +22,10 @@ pub fn init() {
 /// Counters of what went through the gateway since it started.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Per-module call statistics: (profile, module, stats), registered as
+    /// pipelines are built. The lock is taken there and by readers, never
+    /// per message: the pipelines write the stats themselves.
+    pub modules: std::sync::Mutex<Vec<(String, String, std::sync::Arc<crate::pipeline::ModuleStats>)>>,
     /// Frames received from sources.
     pub frames: AtomicU64,
     /// Frames from addresses not configured as sensors (ignored).
@@ -46,17 +50,60 @@ pub struct Counters {
     pub uplink_acked: AtomicU64,
     /// Times the uplink connection was lost.
     pub uplink_disconnects: AtomicU64,
+    /// Times the uplink connected (the first time and every reconnect).
+    pub uplink_connects: AtomicU64,
+    /// Attempts to connect the uplink that failed (refused, TLS, unreachable).
+    pub uplink_connect_failures: AtomicU64,
+    /// Messages an MQTT 5 broker refused in its PUBACK (kept in the outbox).
+    pub uplink_refused: AtomicU64,
     /// 1 while the uplink is connected.
     pub uplink_connected: AtomicU64,
     /// Messages the full outbox refused (`overflow = "reject-new"`).
     pub outbox_rejected: AtomicU64,
     /// Messages the full outbox evicted (`overflow = "drop-oldest"`).
     pub outbox_evicted: AtomicU64,
+    /// Messages refused because `state.db` could not be written (disk full,
+    /// I/O error): never accepted.
+    pub outbox_write_refused: AtomicU64,
 }
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Show the module statistics of `pipelines`, the ones serving now, in
+    /// metrics and status (a reload replaces the set).
+    pub fn set_modules<'a>(&self, pipelines: impl IntoIterator<Item = &'a crate::pipeline::Pipeline>) {
+        let mut modules = self.modules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        modules.clear();
+        for pipeline in pipelines {
+            for (module, stats) in pipeline.module_stats() {
+                modules.push((pipeline.profile().to_string(), module, stats));
+            }
+        }
+    }
+
+    /// Every module's statistics now.
+    pub fn module_snapshot(&self) -> Vec<ModuleStatus> {
+        let modules = self.modules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        modules
+            .iter()
+            .map(|(profile, module, stats)| {
+                let buckets: Vec<u64> = stats.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+                let calls = buckets.iter().sum();
+                let seconds = stats.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+                ModuleStatus {
+                    profile: profile.clone(),
+                    module: module.clone(),
+                    calls,
+                    faults: stats.faults.load(Ordering::Relaxed),
+                    latency_sum_s: seconds,
+                    latency_mean_us: if calls == 0 { 0.0 } else { seconds * 1e6 / calls as f64 },
+                    latency_buckets: buckets,
+                }
+            })
+            .collect()
     }
 
     /// A snapshot as `name value` pairs, for logs and `--json` output.
@@ -75,9 +122,13 @@ impl Counters {
             ("commands", get(&self.commands)),
             ("uplink_acked", get(&self.uplink_acked)),
             ("uplink_disconnects", get(&self.uplink_disconnects)),
+            ("uplink_connects", get(&self.uplink_connects)),
+            ("uplink_connect_failures", get(&self.uplink_connect_failures)),
+            ("uplink_refused", get(&self.uplink_refused)),
             ("uplink_connected", get(&self.uplink_connected)),
             ("outbox_rejected", get(&self.outbox_rejected)),
             ("outbox_evicted", get(&self.outbox_evicted)),
+            ("outbox_write_refused", get(&self.outbox_write_refused)),
         ]
     }
 }
@@ -104,6 +155,9 @@ pub struct Status {
     /// The configuration serving, and how the last reload went.
     #[serde(default)]
     pub reload: ReloadStatus,
+    /// Per module per profile: calls, faults, latency.
+    #[serde(default)]
+    pub modules: Vec<ModuleStatus>,
 }
 
 /// Which configuration generation serves, and the last reload's outcome.
@@ -132,6 +186,22 @@ pub struct ReloadOutcome {
     pub changed: Vec<String>,
     /// From the trigger to the new configuration serving, in milliseconds.
     pub took_ms: f64,
+}
+
+/// One module's calls in one profile.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModuleStatus {
+    pub profile: String,
+    pub module: String,
+    /// `process` and `tick` calls.
+    pub calls: u64,
+    /// Calls that failed (error, trap, timeout, memory).
+    pub faults: u64,
+    /// Time spent in calls.
+    pub latency_sum_s: f64,
+    pub latency_mean_us: f64,
+    /// Calls per latency bucket (`crate::pipeline::LATENCY_BUCKETS_US`, then above), not cumulative.
+    pub latency_buckets: Vec<u64>,
 }
 
 /// The outbox's depth and age.
@@ -168,6 +238,7 @@ impl Status {
             counters: counters.snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             outbox,
             reload: reload.clone(),
+            modules: counters.module_snapshot(),
         }
     }
 

@@ -14,4 +14,5 @@ mod reload;
 mod sandbox;
 mod sdk;
 mod systemd;
+mod tls;
 mod trust;

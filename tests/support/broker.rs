@@ -10,8 +10,21 @@ use std::time::{Duration, Instant};
 /// A running `mosquitto`.
 pub struct Broker {
     pub port: u16,
+    /// With TLS: a second, plain listener for the test's own clients.
+    pub plain_port: Option<u16>,
     dir: PathBuf,
+    /// Configuration lines after the first `listener` (auth, TLS, more listeners).
+    extra: String,
     child: Option<Child>,
+}
+
+/// A TLS listener's files (PEM).
+pub struct BrokerTls<'a> {
+    pub ca: &'a Path,
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// Mutual TLS: clients must present a certificate signed by `ca`.
+    pub require_certificate: bool,
 }
 
 /// A port nothing listens on right now.
@@ -43,6 +56,26 @@ impl Broker {
         Self::start_with(dir, free_port(), &auth)
     }
 
+    /// A broker whose main listener (`port`, 0 for a free one) speaks TLS
+    /// only, with a plain listener beside it ([`Broker::plain_port`]) for
+    /// the test's subscribers.
+    pub fn start_tls(dir: &Path, port: u16, tls: &BrokerTls) -> Broker {
+        let port = if port == 0 { free_port() } else { port };
+        let plain = free_port();
+        // `user root`: started as root, mosquitto otherwise switches to its
+        // own user before reading the key, which it then may not read.
+        let extra = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\nlistener {plain} 127.0.0.1\nallow_anonymous true\nuser root\n",
+            tls.ca.display(),
+            tls.cert.display(),
+            tls.key.display(),
+            tls.require_certificate
+        );
+        let mut broker = Self::start_with(dir, port, &extra);
+        broker.plain_port = Some(plain);
+        broker
+    }
+
     fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         std::fs::create_dir_all(dir).unwrap();
         let conf = dir.join("mosquitto.conf");
@@ -66,7 +99,13 @@ impl Broker {
             assert!(Instant::now() < deadline, "mosquitto did not start on port {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Broker { port, dir: dir.to_path_buf(), child: Some(child) }
+        Broker {
+            port,
+            plain_port: None,
+            dir: dir.to_path_buf(),
+            extra: extra.to_string(),
+            child: Some(child),
+        }
     }
 
     /// Stop the broker (SIGTERM, so it saves its sessions).
@@ -80,17 +119,23 @@ impl Broker {
     /// Stop, then start again on the same port with the same sessions.
     pub fn restart(&mut self) {
         self.stop();
-        let conf = std::fs::read_to_string(self.dir.join("mosquitto.conf")).unwrap();
-        let extra: String = conf
-            .lines()
-            .filter(|l| l.starts_with("allow_anonymous") || l.starts_with("password_file"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        *self = Broker::start_with(&self.dir.clone(), self.port, &extra);
+        let plain_port = self.plain_port;
+        *self = Broker::start_with(&self.dir.clone(), self.port, &self.extra.clone());
+        self.plain_port = plain_port;
     }
 
+    /// The gateway's URL: `mqtt://127.0.0.1:PORT`, or with TLS
+    /// `mqtts://localhost:PORT` (the name the test certificates carry).
     pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
+        match self.plain_port {
+            Some(_) => format!("mqtts://localhost:{}", self.port),
+            None => format!("mqtt://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// The port the test's own (plain) clients use.
+    pub fn client_port(&self) -> u16 {
+        self.plain_port.unwrap_or(self.port)
     }
 }
 

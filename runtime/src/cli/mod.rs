@@ -74,8 +74,11 @@ fn read_mqtt(
     idle: std::time::Duration,
 ) -> anyhow::Result<Vec<UplinkRecord>> {
     use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-    let config = edgeward::sink::mqtt::MqttConfig::for_url(url);
-    let (host, port) = config.host_port().map_err(anyhow::Error::msg)?;
+    let endpoint = edgeward::sink::mqtt::MqttConfig::for_url(url).endpoint()?;
+    if endpoint.tls {
+        anyhow::bail!("{url}: reading from a broker supports plain mqtt:// only");
+    }
+    let (host, port) = (endpoint.host, endpoint.port);
     let client_id = format!("edgeward-reader-{}", std::process::id());
     let (client, mut connection) = Client::new(MqttOptions::new(client_id, host, port), 256);
     client.subscribe(filter, QoS::AtLeastOnce)?;

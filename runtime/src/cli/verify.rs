@@ -12,6 +12,8 @@ pub fn run(input: &Input<'_>, trust: &Path, as_json: bool) -> anyhow::Result<boo
     let (mut passed, mut failed) = (0, 0);
     for record in read_input(input)? {
         let verdict = verify(&record.body, &trust);
+        // A record read from a broker has no JSON `id`; the envelope carries it.
+        let id = record.id.clone().or_else(|| edgeward_formats::cose::message_id(&record.body));
         all_ok &= verdict.ok;
         if verdict.ok {
             passed += 1
@@ -19,7 +21,7 @@ pub fn run(input: &Input<'_>, trust: &Path, as_json: bool) -> anyhow::Result<boo
             failed += 1
         }
         if as_json {
-            println!("{}", json!({"origin": record.origin, "id": record.id, "verdict": verdict}));
+            println!("{}", json!({"origin": record.origin, "id": id, "verdict": verdict}));
         } else {
             let chain: Vec<String> = verdict
                 .gateways
@@ -32,8 +34,9 @@ pub fn run(input: &Input<'_>, trust: &Path, as_json: bool) -> anyhow::Result<boo
                 _ => String::new(),
             };
             let status = if verdict.ok { "ok  " } else { "FAIL" };
+            let id = id.map(|id| format!(" [{id}]")).unwrap_or_default();
             println!(
-                "{status} {} {}: {sensor}gateway {}",
+                "{status} {}{id} {}: {sensor}gateway {}",
                 record.origin,
                 verdict.provenance,
                 chain.join(", ")

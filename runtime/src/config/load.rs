@@ -269,6 +269,35 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     }
 }
 
+/// Where the value of `key` in table `[section]` starts, or the header when
+/// the key is not written there (a default). The sink tables are tagged
+/// enums, which serde reads without spans, so they are found in the text.
+fn value_of(text: &str, section: &str, key: &str) -> Range<usize> {
+    let header = format!("[{section}]");
+    let mut offset = 0;
+    let mut in_section = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            if in_section.is_some() {
+                break;
+            }
+            if trimmed == header {
+                in_section = Some(offset);
+            }
+        } else if in_section.is_some()
+            && let Some((k, value)) = line.split_once('=')
+            && k.trim() == key
+        {
+            let start = offset + k.len() + 1 + (value.len() - value.trim_start().len());
+            return start..start;
+        }
+        offset += line.len();
+    }
+    let at = in_section.unwrap_or(0);
+    at..at
+}
+
 fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
     let config = &loaded.config;
     let first_line = |message: String| src.error(0..0, message);
@@ -451,6 +480,17 @@ fn validate(loaded: &Loaded, src: &Source) -> Result<(), ConfigError> {
         return Err(first_line("`ble.watchdog-s` must be 0 (off) or a number of seconds".into()));
     }
 
+    for (section, sink) in
+        [("uplink", &config.uplink), ("alarm", &config.alarm), ("actuator", &config.actuator)]
+    {
+        if let super::SinkConfig::Mqtt(mqtt) = sink {
+            // Reads the TLS and password files, so a bad one fails `check`, not the first connection.
+            mqtt.resolved(|p| loaded.resolve(p))
+                .check()
+                .map_err(|(e, key)| src.error(value_of(src.text, section, key), e.to_string()))?;
+        }
+    }
+
     let sim = &config.sim;
     if !(sim.speed >= 0.0 && sim.speed.is_finite()) {
         return Err(first_line("`sim.speed` must be 0 (as fast as possible) or positive".into()));
@@ -595,6 +635,46 @@ capabilities = ["kv"]
         assert!(err.contains("not a Bluetooth address"), "{err}");
         let err = error_of(&GOOD.replace("profile = \"home\"", "profile = \"office\""));
         assert!(err.contains("profile `office`, which is not defined"), "{err}");
+    }
+
+    /// MQTT sink keys are refused where they are written: a bad URL, an
+    /// unknown protocol version, TLS files on a plain URL, a missing CA file.
+    #[test]
+    fn mqtt_keys_are_checked() {
+        let with = |keys: &str| format!("{GOOD}\n[uplink]\ntype = \"mqtt\"\n{keys}\n");
+        let err = error_of(&with("url = \"tcp://broker\""));
+        assert!(err.contains("`uplink.url`: `tcp://broker`: expected mqtt://"), "{err}");
+        let err = error_of(&with("url = \"mqtts://broker\"\nprotocol = 4"));
+        assert!(err.contains(":23:12: `uplink.protocol`: protocol = 4: only 3"), "{err}");
+        let err = error_of(&with("url = \"mqtt://broker\"\nca-file = \"ca.pem\""));
+        assert!(err.contains("`uplink.ca-file`: `ca-file` is only for mqtts:// URLs"), "{err}");
+        let err = error_of(&with("url = \"mqtts://broker\"\nca-file = \"ca.pem\""));
+        assert!(err.contains("`uplink.ca-file`: /etc/edgeward/ca.pem: cannot read"), "{err}");
+        let err = error_of(&with("url = \"mqtts://broker\"\nclient-cert = \"gw.pem\""));
+        assert!(err.contains("`uplink.client-cert`: `client-cert` and `client-key` go together"), "{err}");
+    }
+
+    /// A client key that group or others may read is refused at its key.
+    #[test]
+    fn readable_client_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["gw".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("gw.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("gw.key"), key.serialize_pem()).unwrap();
+        std::fs::set_permissions(dir.path().join("gw.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = format!(
+            "{GOOD}\n[uplink]\ntype = \"mqtt\"\nurl = \"mqtts://broker\"\nca-file = \"ca.pem\"\nclient-cert = \"gw.pem\"\nclient-key = \"gw.key\"\n"
+        );
+        let err = load_str(&text, Path::new("edgeward.toml"), dir.path()).unwrap_err().to_string();
+        assert!(err.contains("`uplink.client-key`: "), "{err}");
+        assert!(err.contains("readable by group or others (mode 644)"), "{err}");
+        std::fs::set_permissions(dir.path().join("gw.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        load_str(&text, Path::new("edgeward.toml"), dir.path()).unwrap();
     }
 
     /// MAC parsing accepts exactly six hex pairs.

@@ -392,7 +392,7 @@ pub enum SinkConfig {
     File { path: PathBuf },
     /// MQTT. For the uplink, messages wait in the durable outbox until the
     /// broker acknowledged them.
-    Mqtt(crate::sink::mqtt::MqttConfig),
+    Mqtt(Box<crate::sink::mqtt::MqttConfig>),
     /// Discard.
     None {},
 }

@@ -24,6 +24,39 @@ pub use inspect::{Inspection, inspect};
 
 use crate::config::OnError;
 use bindings::Verdict;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Upper bounds of the module call latency histogram, in microseconds (a
+/// call takes a few µs; the default deadline is 50 ms).
+pub const LATENCY_BUCKETS_US: [u64; 8] = [10, 50, 100, 500, 1_000, 5_000, 10_000, 50_000];
+
+/// One module's calls in one profile (`process` and `tick`). Only the
+/// profile's own task writes it, with relaxed atomic adds (no lock on the
+/// message path); the metrics endpoint and `status.json` read it.
+#[derive(Debug, Default)]
+pub struct ModuleStats {
+    /// Calls that failed: error, trap, timeout, memory.
+    pub faults: AtomicU64,
+    /// Time spent in calls, nanoseconds.
+    pub nanos: AtomicU64,
+    /// Calls per latency bucket of [`LATENCY_BUCKETS_US`] (not cumulative),
+    /// the last one for calls above every bound. Their sum is the number of
+    /// calls, so a reader always sees a count that matches its buckets.
+    pub buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+}
+
+impl ModuleStats {
+    fn record(&self, elapsed: Duration, fault: bool) {
+        self.faults.fetch_add(u64::from(fault), Relaxed);
+        self.nanos.fetch_add(elapsed.as_nanos() as u64, Relaxed);
+        let micros = elapsed.as_micros() as u64;
+        let bucket =
+            LATENCY_BUCKETS_US.iter().position(|&bound| micros <= bound).unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[bucket].fetch_add(1, Relaxed);
+    }
+}
 
 /// Why a module could not be loaded, or what went wrong in a call.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,6 +113,8 @@ pub struct Pipeline {
     profile: String,
     on_error: OnError,
     stages: Vec<Instance>,
+    /// One per stage, in the same order.
+    stats: Vec<Arc<ModuleStats>>,
 }
 
 /// What became of one message.
@@ -104,7 +139,17 @@ pub struct Processed {
 impl Pipeline {
     /// A pipeline of started instances, in order.
     pub fn new(profile: String, on_error: OnError, stages: Vec<Instance>) -> Self {
-        Pipeline { profile, on_error, stages }
+        let stats = stages.iter().map(|_| Arc::default()).collect();
+        Pipeline { profile, on_error, stages, stats }
+    }
+
+    /// Each module's name and call statistics, in pipeline order.
+    pub fn module_stats(&self) -> Vec<(String, Arc<ModuleStats>)> {
+        self.stages
+            .iter()
+            .zip(&self.stats)
+            .map(|(stage, stats)| (stage.hop().module.clone(), stats.clone()))
+            .collect()
     }
 
     pub fn profile(&self) -> &str {
@@ -115,9 +160,12 @@ impl Pipeline {
     pub fn process(&mut self, mut msg: Message) -> Processed {
         let mut effects = Effects::none();
         let mut faults = Vec::new();
-        for stage in &mut self.stages {
+        for (stage, stats) in self.stages.iter_mut().zip(&self.stats) {
             msg.path.push(stage.hop().clone());
-            match stage.process(&msg) {
+            let started = Instant::now();
+            let result = stage.process(&msg);
+            stats.record(started.elapsed(), result.is_err());
+            match result {
                 Ok(outcome) => {
                     effects.extend(outcome.effects);
                     match outcome.verdict {
@@ -150,8 +198,11 @@ impl Pipeline {
     pub fn tick(&mut self, now_ms: u64) -> (Effects, Vec<ModuleError>) {
         let mut effects = Effects::none();
         let mut faults = Vec::new();
-        for stage in &mut self.stages {
-            match stage.tick(now_ms) {
+        for (stage, stats) in self.stages.iter_mut().zip(&self.stats) {
+            let started = Instant::now();
+            let result = stage.tick(now_ms);
+            stats.record(started.elapsed(), result.is_err());
+            match result {
                 Ok(more) => effects.extend(more),
                 Err(error) => {
                     tracing::warn!("{error}");

@@ -85,6 +85,25 @@ impl Record {
         }
     }
 
+    /// The record with its id inside the envelope, where consumers read
+    /// it: under the private label `msg-id` (-65542) of a COSE message's
+    /// unprotected header, which keeps signatures and seals valid. Other
+    /// bodies stay as the rules made them (a consumer's parser must not
+    /// meet fields it does not know); MQTT 5 carries every id as the user
+    /// property `msg-id`, and the JSON-lines sinks as `id`.
+    pub fn with_id_in_envelope(mut self) -> Self {
+        if let Record::Uplink { id, message, .. } = &mut self
+            && message.envelope.content_type.starts_with("application/cose")
+        {
+            match edgeward_formats::cose::set_message_id(&message.envelope.body, id) {
+                Ok(body) => message.envelope.body = body,
+                // Sent as it is: the id is a convenience, the message is the data.
+                Err(e) => tracing::warn!(msg_id = %id, "message id not added to the envelope: {e}"),
+            }
+        }
+        self
+    }
+
     /// The record as one short line for a person.
     pub fn to_text(&self) -> String {
         match self {
@@ -142,6 +161,13 @@ pub enum SinkError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{sink} ({url}): {source}")]
+    Mqtt {
+        sink: &'static str,
+        url: String,
+        #[source]
+        source: Box<mqtt::MqttError>,
+    },
 }
 
 /// A destination for records of one kind.
@@ -169,8 +195,12 @@ pub fn from_config(
         SinkConfig::Stdout { format } => Box::new(StdoutSink::new(*format)),
         SinkConfig::File { path } => Box::new(FileSink::open(&loaded.resolve(path), kind)?),
         SinkConfig::Mqtt(mqtt) => Box::new(
-            mqtt::LocalSink::start(mqtt, &loaded.config.gateway.id, kind)
-                .map_err(|e| SinkError::Io { sink: kind.into(), source: std::io::Error::other(e) })?,
+            mqtt::LocalSink::start(&mqtt.resolved(|p| loaded.resolve(p)), &loaded.config.gateway.id, kind)
+                .map_err(|e| SinkError::Mqtt {
+                    sink: kind,
+                    url: mqtt.url().to_string(),
+                    source: Box::new(e),
+                })?,
         ),
         SinkConfig::None {} => Box::new(NullSink),
     })
@@ -214,6 +244,7 @@ pub fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Recor
     let (tx, mut rx) = mpsc::channel::<Record>(SINK_QUEUE);
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(record) = rx.blocking_recv() {
+            let record = record.with_id_in_envelope();
             if let Err(e) = sink.write(&record) {
                 tracing::error!(sink = kind, "record lost: {e}");
             }

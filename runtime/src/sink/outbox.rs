@@ -34,6 +34,8 @@ pub struct NewEntry {
     pub id: String,
     pub topic: String,
     pub payload: Vec<u8>,
+    /// The envelope's media type (sent as the MQTT 5 content type).
+    pub content_type: Option<String>,
     pub created_ms: u64,
 }
 
@@ -45,6 +47,7 @@ pub struct Entry {
     pub id: String,
     pub topic: String,
     pub payload: Vec<u8>,
+    pub content_type: Option<String>,
 }
 
 /// What one append did.
@@ -77,6 +80,16 @@ pub struct Outbox {
     overflow: Overflow,
 }
 
+/// Whether `error` says the disk (or the database's size limit) is full,
+/// which retrying at once does not cure.
+pub fn is_storage_full(error: &StateError) -> bool {
+    matches!(
+        error,
+        StateError::Sqlite { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if e.code == rusqlite::ErrorCode::DiskFull
+    )
+}
+
 /// Bytes a message counts for: its payload, topic and id.
 fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
     (topic.len() + id.len() + payload.len()) as u64
@@ -98,6 +111,15 @@ impl Outbox {
              );",
         )
         .map_err(sqlite)?;
+        // Outboxes from before the content type was kept gain the column
+        // (NULL for what they hold).
+        let has_content_type = conn
+            .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'content_type'")
+            .and_then(|mut stmt| stmt.exists([]))
+            .map_err(sqlite)?;
+        if !has_content_type {
+            conn.execute_batch("ALTER TABLE outbox ADD COLUMN content_type TEXT").map_err(sqlite)?;
+        }
         let used = conn
             .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))
             .map_err(sqlite)? as u64;
@@ -151,14 +173,15 @@ impl Outbox {
                     continue;
                 }
                 tx.prepare_cached(
-                    "INSERT INTO outbox (id, topic, payload, bytes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO outbox (id, topic, payload, bytes, created_ms, content_type) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     entry.id,
                     entry.topic,
                     entry.payload,
                     bytes as i64,
-                    entry.created_ms as i64
+                    entry.created_ms as i64,
+                    entry.content_type
                 ])?;
                 used += bytes;
                 report.accepted += 1;
@@ -177,10 +200,16 @@ impl Outbox {
         let conn = &guard.0;
         let read = || -> rusqlite::Result<Vec<Entry>> {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, id, topic, payload FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, id, topic, payload, content_type FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![after_seq, limit as i64], |r| {
-                Ok(Entry { seq: r.get(0)?, id: r.get(1)?, topic: r.get(2)?, payload: r.get(3)? })
+                Ok(Entry {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    topic: r.get(2)?,
+                    payload: r.get(3)?,
+                    content_type: r.get(4)?,
+                })
             })?;
             rows.collect()
         };
@@ -243,6 +272,7 @@ mod tests {
             id: format!("m{n}"),
             topic: "t".into(),
             payload: vec![7; payload_len],
+            content_type: None,
             created_ms: n as u64,
         }
     }

@@ -189,6 +189,7 @@ impl Gateway {
             actuator: actuator.sender.clone(),
         };
         let (routes, pipelines, starts) = spawn_pipelines(built.profiles, &sinks, &counters);
+        counters.set_modules(starts.iter().map(|(_, _, runtime)| &runtime.pipeline));
         for (_, start, runtime) in starts {
             let _ = start.send(runtime);
         }
@@ -424,6 +425,7 @@ impl Gateway {
             changed.push("actuator sink".to_string());
         }
         // Start the new pipelines, keeping a running one that did not change.
+        let mut chosen = Vec::with_capacity(starts.len());
         for (name, start, runtime) in starts {
             let runtime = match previous.remove(&name) {
                 Some((identity, old)) if identity == runtime.identity => old,
@@ -432,6 +434,10 @@ impl Gateway {
                     runtime
                 }
             };
+            chosen.push((start, runtime));
+        }
+        self.counters.set_modules(chosen.iter().map(|(_, runtime)| &runtime.pipeline));
+        for (start, runtime) in chosen {
             let _ = start.send(runtime);
         }
         changed.extend(previous.into_keys().map(|name| format!("profile {name} (removed)")));
@@ -653,7 +659,7 @@ fn uplink_parts(
     let (wake, stop) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let publisher = mqtt::Publisher {
         outbox: outbox.clone(),
-        config: mqtt.clone(),
+        config: mqtt.resolved(|p| loaded.resolve(p)),
         client_id: mqtt.client_id.clone().unwrap_or_else(|| config.gateway.id.clone()),
         status_topic: config.outbox.status_topic.replace("{gateway}", &config.gateway.id),
         wake: wake.clone(),
@@ -785,7 +791,8 @@ impl MessageIds {
     }
 
     fn next(&self) -> String {
-        format!("{}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+        // Fixed width: the id travels in sealed envelopes, whose sizes must not vary.
+        format!("{}-{:010}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
     }
 }
 

@@ -80,13 +80,20 @@ pub fn parse_verifying_key(text: &str, what: &str) -> Result<VerifyingKey, KeyEr
     VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::BadPoint { what: what.to_string() })
 }
 
-/// Read a secret key file, refusing one that others may read.
-pub fn read_secret(kind: KeyKind, path: &Path) -> Result<[u8; 32], KeyError> {
+/// Refuse a secret file (key, password) that group or others may read.
+pub fn check_private(path: &Path) -> Result<(), KeyError> {
     let io = |source| KeyError::Io { path: path.to_path_buf(), source };
     let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyError::TooOpen { path: path.to_path_buf(), mode });
     }
+    Ok(())
+}
+
+/// Read a secret key file, refusing one that others may read.
+pub fn read_secret(kind: KeyKind, path: &Path) -> Result<[u8; 32], KeyError> {
+    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+    check_private(path)?;
     let text = std::fs::read_to_string(path).map_err(io)?;
     decode32(&text, kind.secret_prefix(), &path.display().to_string())
 }

@@ -16,10 +16,12 @@
 //! | -65538 | [`labels::RECEIVED_MS`] | protected | uint: when the gateway received the reading, ms since the Unix epoch |
 //! | -65539 | [`labels::MODULES`] | protected | array of `[name: tstr, sha256: bstr .size 32]`: the rule modules that processed the message, in order |
 //! | -65540 | [`labels::ATTESTATION`] | protected | tstr: `"gateway"` on a gateway-made COSE_Sign1 over an unsigned sensor's data |
+//! | -65541 | envelope version | protected | uint: of sealed messages (COSE_Encrypt0 / COSE_Encrypt), see the runtime's `trust::seal` |
+//! | -65542 | [`labels::MSG_ID`] | unprotected | tstr: the gateway's unique id of the uplink message, for consumers to deduplicate ([`set_message_id`]) |
 //!
 //! The private labels are below -65536, the range RFC 9052 §3.1 leaves to
-//! private use. Every label of this table except 11 must be in the protected
-//! header (a parser rejects them in an unprotected one), a label may occur
+//! private use. Every label of this table except 11 and -65542 must be in the
+//! protected header (a parser rejects them in an unprotected one), a label may occur
 //! once per map and not in both maps, and a verifier must ignore other labels.
 //! We write protected maps in RFC 8949 §4.2.1 deterministic order (by
 //! encoded key: 1, 3, 4, then -65537, -65538, ...) with shortest-form
@@ -126,6 +128,12 @@ pub mod labels {
     pub const MODULES: i64 = -65539;
     /// What a gateway-made COSE_Sign1 attests (tstr): `"gateway"`.
     pub const ATTESTATION: i64 = -65540;
+    /// The uplink message's unique id (tstr), set by the gateway as the
+    /// message leaves (COSE_Sign1, COSE_Encrypt0, COSE_Encrypt). Unprotected
+    /// on purpose: adding it after signing or sealing keeps every signature
+    /// and tag valid, and a resend carries the same id, so duplicates are
+    /// recognisable. Not authenticated: use it to deduplicate, not to trust.
+    pub const MSG_ID: i64 = -65542;
 }
 
 /// COSE algorithm EdDSA (RFC 9053); edgeward uses it only with Ed25519.
@@ -432,6 +440,82 @@ pub fn countersign<E>(
 /// checking structure and header rules but no signature.
 pub fn parse_sign1(bytes: &[u8]) -> Result<ParsedSign1, FormatError> {
     parse(bytes).map(|(parsed, _)| parsed)
+}
+
+/// The COSE messages whose second element is an unprotected header map:
+/// COSE_Sign1 (tag 18), COSE_Encrypt0 (16), COSE_Encrypt (96), or untagged.
+const TAGS_WITH_UNPROTECTED: [u64; 3] = [TAG_SIGN1, 16, 96];
+
+/// Where the unprotected header map of the COSE message `bytes` starts.
+fn unprotected_map(bytes: &[u8]) -> Result<usize, FormatError> {
+    const AT: &str = "COSE message";
+    cbor::check_single(bytes).map_err(|e| malformed(AT, e))?;
+    let mut h = head(bytes, 0, AT)?;
+    let mut array_start = 0;
+    if h.major == TAG {
+        let tag = h.arg.unwrap_or_default();
+        if !TAGS_WITH_UNPROTECTED.contains(&tag) {
+            return Err(invalid(
+                AT,
+                &format!("CBOR tag {tag} is not COSE_Sign1, COSE_Encrypt0 or COSE_Encrypt"),
+            ));
+        }
+        array_start = h.body;
+        h = head(bytes, array_start, AT)?;
+    }
+    expect(h, ARRAY, "an array", AT)?;
+    let items = cbor::array_items(bytes, array_start).map_err(|e| malformed(AT, e))?;
+    let Some(map) = items.get(1) else {
+        return Err(FormatError::WrongLength { at: AT.into(), expected: 3, found: items.len() });
+    };
+    expect(head(bytes, map.start, "COSE unprotected header")?, MAP, "a map", "COSE unprotected header")?;
+    Ok(map.start)
+}
+
+/// `bytes` (a COSE_Sign1, COSE_Encrypt0 or COSE_Encrypt) with `id` under
+/// [`labels::MSG_ID`] in its unprotected header. Everything else is copied
+/// byte for byte and the entry is appended last (the largest key in
+/// deterministic order), so signatures and authentication tags stay valid.
+/// An id already there is replaced.
+pub fn set_message_id(bytes: &[u8], id: &str) -> Result<Vec<u8>, FormatError> {
+    const AT: &str = "COSE unprotected header";
+    let map = unprotected_map(bytes)?;
+    let h = head(bytes, map, AT)?;
+    let entries = cbor::map_entries(bytes, map).map_err(|e| malformed(AT, e))?;
+    let mut kept = Vec::new();
+    for (key, value) in &entries {
+        if label(bytes, key.start, AT)? != Label::Int(labels::MSG_ID.into()) {
+            kept.push(key.start..value.end);
+        }
+    }
+    let end = entries.last().map_or(h.body, |(_, value)| value.end);
+    let mut out = Vec::with_capacity(bytes.len() + id.len() + 8);
+    out.extend_from_slice(&bytes[..map]);
+    match h.arg {
+        Some(_) => cbor::write_head(&mut out, MAP, kept.len() as u64 + 1),
+        None => out.push(0xbf), // indefinite length, closed by the break below
+    }
+    for entry in kept {
+        out.extend_from_slice(&bytes[entry]);
+    }
+    cbor::write_int(&mut out, labels::MSG_ID);
+    cbor::write_tstr(&mut out, id);
+    // The rest: after a definite map the next item, after an indefinite one its break.
+    out.extend_from_slice(&bytes[end..]);
+    Ok(out)
+}
+
+/// The id under [`labels::MSG_ID`] in the unprotected header of a COSE
+/// message, if it has one.
+pub fn message_id(bytes: &[u8]) -> Option<String> {
+    const AT: &str = "COSE unprotected header";
+    let map = unprotected_map(bytes).ok()?;
+    let entries = cbor::map_entries(bytes, map).ok()?;
+    entries.iter().find_map(|(key, value)| {
+        (label(bytes, key.start, AT).ok()? == Label::Int(labels::MSG_ID.into()))
+            .then(|| tstr(bytes, value.start, AT, "msg-id").ok())
+            .flatten()
+    })
 }
 
 // ---------------------------------------------------------------- internals

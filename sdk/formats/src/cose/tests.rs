@@ -631,3 +631,34 @@ fn fuzz_never_panics() {
     // The mutations must reach the deep paths, not just bounce off the first byte.
     assert!(parsed_ok > 1_000 && countersigned_ok > 1_000, "{parsed_ok} {countersigned_ok}");
 }
+
+/// A message id added to a countersigned COSE_Sign1 keeps both signatures
+/// valid, reads back, and replaces an earlier one instead of adding a second.
+#[test]
+fn message_id_keeps_signatures() {
+    let message = countersigned(&sensor_sign1(), RECEIVED_MS);
+    assert_eq!(message_id(&message), None);
+    let stamped = set_message_id(&message, "gw-1-0000abcd-7").unwrap();
+    assert_eq!(message_id(&stamped).as_deref(), Some("gw-1-0000abcd-7"));
+    let parsed = parse_sign1(&stamped).unwrap();
+    assert!(verifies(&sensor_key().verifying_key(), &parsed.tbs(), parsed.signature()));
+    let cs = &parsed.countersignatures()[0];
+    assert!(verifies(&gateway_key().verifying_key(), cs.tbs(), cs.signature()));
+    let again = set_message_id(&stamped, "gw-1-0000abcd-8").unwrap();
+    assert_eq!(message_id(&again).as_deref(), Some("gw-1-0000abcd-8"));
+    assert_eq!(again.len(), stamped.len(), "replaced, not added");
+}
+
+/// The id goes into the unprotected map of any COSE message with one, also
+/// an indefinite-length map, and only there.
+#[test]
+fn message_id_in_other_structures() {
+    // COSE_Encrypt0 shape: 16([protected, {_ -4: h'..' }, ciphertext]).
+    let mut encrypt0 = vec![0xd0, 0x83, 0x44, 0xa1, 0x01, 0x18];
+    encrypt0.extend_from_slice(&[0x2a, 0xbf, 0x23, 0x41, 0x01, 0xff, 0x42, 0x01, 0x02]);
+    let stamped = set_message_id(&encrypt0, "id-1").unwrap();
+    assert_eq!(message_id(&stamped).as_deref(), Some("id-1"));
+    assert!(stamped.ends_with(&[0x64, b'i', b'd', b'-', b'1', 0xff, 0x42, 0x01, 0x02]));
+    assert!(set_message_id(&[0xd8, 0x2a, 0x80], "x").is_err(), "tag 42 is no COSE message");
+    assert!(set_message_id(&payload(), "x").is_err(), "SenML is no COSE message");
+}

@@ -1,4 +1,4 @@
-//! MQTT sinks (MQTT 3.1.1 over TCP, with rumqttc).
+//! MQTT sinks (MQTT 3.1.1 or 5, plain or over TLS, with rumqttc and rustls).
 //!
 //! - The uplink: [`UplinkSink`] accepts messages into the durable
 //!   [`Outbox`] (group commit), and [`publish_outbox`] sends them in outbox
@@ -10,11 +10,21 @@
 //! - Alarms and actuator commands: [`LocalSink`] publishes straight to a
 //!   (usually local) broker of its own, so they keep flowing while the
 //!   uplink is down.
+//!
+//! Files: `config.rs` (the keys and their checks), `tls.rs` (rustls set-up
+//! and what handshake failures mean), `client.rs` (one face over the 3.1.1
+//! and 5 clients).
+
+mod client;
+mod config;
+mod tls;
+
+pub use config::{Endpoint, MqttConfig, MqttError, Protocol};
 
 use super::outbox::{NewEntry, Outbox};
 use super::{Record, Sink, SinkError};
 use crate::telemetry::Counters;
-use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use client::{Client, Failure, Happened, Meta};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,74 +33,60 @@ use tokio::sync::Notify;
 /// How many accepted messages are committed in one transaction at most.
 const GROUP_COMMIT: usize = 256;
 
-/// Where and how to connect.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct MqttConfig {
-    /// `mqtt://HOST:PORT` (port 1883 when absent).
-    pub url: String,
-    /// Default: the gateway id (plus `-alarm` / `-actuator` for the local sinks).
-    pub client_id: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// Seconds between keep-alive pings.
-    #[serde(default = "MqttConfig::default_keep_alive")]
-    pub keep_alive_s: u64,
-    /// Uplink: messages sent but not yet acknowledged, at most.
-    #[serde(default = "MqttConfig::default_inflight")]
-    pub max_inflight: usize,
-    /// Alarm and actuator sinks: the topic; `{gateway}`, `{sensor}`,
-    /// `{code}` (alarms) and `{actuator}` (commands) are replaced.
-    pub topic: Option<String>,
+/// A connection's health as the log tells it: a failure is logged when it
+/// starts or changes, not on every retry; the recovery once.
+struct Link {
+    /// `uplink`, `alarm` or `actuator`.
+    name: &'static str,
+    url: String,
+    host: String,
+    /// The failure last logged while the link is down.
+    failing: Option<String>,
+    /// Failed attempts since the link was last up.
+    attempts: u64,
+    up: bool,
 }
 
-impl MqttConfig {
-    /// Defaults for everything but the broker's address.
-    pub fn for_url(url: &str) -> Self {
-        MqttConfig {
-            url: url.to_string(),
-            client_id: None,
-            username: None,
-            password: None,
-            keep_alive_s: Self::default_keep_alive(),
-            max_inflight: Self::default_inflight(),
-            topic: None,
+impl Link {
+    fn new(name: &'static str, url: &str, host: &str) -> Self {
+        Link { name, url: url.to_string(), host: host.to_string(), failing: None, attempts: 0, up: false }
+    }
+
+    fn connected(&mut self) {
+        if self.attempts > 0 {
+            tracing::info!(sink = self.name, url = %self.url, failed_attempts = self.attempts, "{} connected to {} after {} failed attempts", self.name, self.url, self.attempts);
+        } else {
+            tracing::info!(sink = self.name, url = %self.url, "{} connected to {}", self.name, self.url);
         }
+        (self.up, self.failing, self.attempts) = (true, None, 0);
     }
 
-    fn default_keep_alive() -> u64 {
-        30
-    }
-    fn default_inflight() -> usize {
-        64
-    }
-
-    /// Host and port from `url`.
-    pub fn host_port(&self) -> Result<(String, u16), String> {
-        let rest = self
-            .url
-            .strip_prefix("mqtt://")
-            .ok_or_else(|| format!("`{}`: only mqtt://HOST:PORT is supported", self.url))?;
-        let rest = rest.trim_end_matches('/');
-        match rest.rsplit_once(':') {
-            Some((host, port)) => {
-                let port = port.parse().map_err(|_| format!("`{}`: bad port `{port}`", self.url))?;
-                Ok((host.to_string(), port))
+    /// Log `error` if it is news. Returns whether the link had been up (a
+    /// disconnection, rather than a failed attempt to connect).
+    fn failed(&mut self, error: &Failure) -> bool {
+        let mut text = error.to_string();
+        if let Some(why) = tls::explain(error.as_ref(), &self.host) {
+            text = format!("{why} ({text})");
+        }
+        let was_up = std::mem::replace(&mut self.up, false);
+        if was_up {
+            tracing::warn!(sink = self.name, url = %self.url, "{} disconnected from {}: {text}", self.name, self.url);
+        } else {
+            self.attempts += 1;
+            if self.failing.as_deref() != Some(text.as_str()) {
+                tracing::warn!(
+                    sink = self.name,
+                    url = %self.url,
+                    "{} cannot connect to {}: {text}; retrying with backoff",
+                    self.name,
+                    self.url
+                );
+            } else {
+                tracing::debug!(sink = self.name, url = %self.url, attempt = self.attempts, "still cannot connect: {text}");
             }
-            None => Ok((rest.to_string(), 1883)),
         }
-    }
-
-    fn options(&self, client_id: String) -> Result<MqttOptions, String> {
-        let (host, port) = self.host_port()?;
-        let mut options = MqttOptions::new(client_id, host, port);
-        options.set_keep_alive(Duration::from_secs(self.keep_alive_s.max(5)));
-        // Our outbox, not the client library, is the record of what is unacknowledged.
-        options.set_clean_session(true);
-        if let (Some(user), Some(password)) = (&self.username, &self.password) {
-            options.set_credentials(user.clone(), password.clone());
-        }
-        Ok(options)
+        self.failing = Some(text);
+        was_up
     }
 }
 
@@ -102,11 +98,15 @@ pub struct UplinkSink {
     /// Wakes the publisher when something was committed.
     wake: Arc<Notify>,
     counters: Arc<Counters>,
+    /// Messages refused since `state.db` stopped taking writes (disk full,
+    /// I/O error); 0 while it takes them. The error is logged when it starts
+    /// and the recovery when it ends, not for every refused batch.
+    refusing: u64,
 }
 
 impl UplinkSink {
     pub fn new(outbox: Arc<Outbox>, wake: Arc<Notify>, counters: Arc<Counters>) -> Self {
-        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters }
+        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters, refusing: 0 }
     }
 }
 
@@ -119,6 +119,7 @@ impl Sink for UplinkSink {
             id: id.clone(),
             topic: topic.clone(),
             payload: message.envelope.body.clone(),
+            content_type: Some(message.envelope.content_type.clone()),
             created_ms: message.reading.received_ms,
         });
         if self.pending.len() >= GROUP_COMMIT {
@@ -132,11 +133,13 @@ impl Sink for UplinkSink {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
-        // A busy or briefly failing disk is retried: these messages exist nowhere else.
+        // A busy or briefly failing disk is retried: these messages exist
+        // nowhere else. A full one is not: space does not return in seconds,
+        // and waiting would stall every pipeline behind this sink.
         let mut attempt = 0;
         let result = loop {
             match self.outbox.append(&batch) {
-                Err(e) if attempt < 5 => {
+                Err(e) if attempt < 5 && !super::outbox::is_storage_full(&e) => {
                     attempt += 1;
                     tracing::warn!(attempt, "outbox append failed, retrying: {e}");
                     std::thread::sleep(Duration::from_millis(100 << attempt));
@@ -146,6 +149,14 @@ impl Sink for UplinkSink {
         };
         match result {
             Ok(report) => {
+                if self.refusing > 0 {
+                    tracing::info!(
+                        refused = self.refusing,
+                        "the outbox accepts messages again ({} refused while the state file could not be written)",
+                        self.refusing
+                    );
+                    self.refusing = 0;
+                }
                 Counters::add(&self.counters.outbox_rejected, report.rejected as u64);
                 Counters::add(&self.counters.outbox_evicted, report.evicted as u64);
                 if report.rejected > 0 {
@@ -163,10 +174,20 @@ impl Sink for UplinkSink {
                 self.wake.notify_one();
                 Ok(())
             }
-            Err(e) => Err(SinkError::Io {
-                sink: "outbox".into(),
-                source: std::io::Error::other(format!("{} messages not accepted: {e}", batch.len())),
-            }),
+            Err(e) => {
+                // Never accepted, so nothing accepted is lost; counted, and
+                // the gateway runs on: the next batch tries again.
+                Counters::add(&self.counters.outbox_write_refused, batch.len() as u64);
+                if self.refusing == 0 {
+                    tracing::error!(
+                        "{e}: uplink messages are refused (not accepted) until it can be written again; the gateway keeps running"
+                    );
+                } else {
+                    tracing::debug!(refused = batch.len(), "outbox still cannot be written: {e}");
+                }
+                self.refusing += batch.len() as u64;
+                Ok(())
+            }
         }
     }
 }
@@ -174,6 +195,7 @@ impl Sink for UplinkSink {
 /// The outbox's sending side.
 pub struct Publisher {
     pub outbox: Arc<Outbox>,
+    /// With its file paths resolved ([`MqttConfig::resolved`]).
     pub config: MqttConfig,
     pub client_id: String,
     /// Retained `online`; the last will and a clean stop say `offline`.
@@ -191,21 +213,25 @@ pub struct Publisher {
 /// empty (or `drain` has passed since). Never returns early on broker errors:
 /// it reconnects with backoff.
 pub async fn publish_outbox(publisher: Publisher) {
+    use std::sync::atomic::Ordering::Relaxed;
     let Publisher { outbox, config, client_id, status_topic, wake, stop, drain, counters } = publisher;
-    let mut options = match config.options(client_id) {
-        Ok(options) => options,
+    let settings = match config.settings(client_id) {
+        Ok(settings) => settings,
         Err(e) => {
-            tracing::error!("uplink disabled: {e}");
+            // The config loader checked this; a file changed since then.
+            tracing::error!(url = %config.url(), "uplink disabled, messages wait in the outbox: {e}");
+            stop.notified().await;
             return;
         }
     };
-    options.set_last_will(LastWill::new(&status_topic, "offline", QoS::AtLeastOnce, true));
+    let mut link = Link::new("uplink", &settings.url, &settings.endpoint.host);
     let mut backoff = Duration::from_millis(250);
     let mut stopping: Option<tokio::time::Instant> = None;
     let stop_signal = stop.notified();
     tokio::pin!(stop_signal);
     loop {
-        let (client, mut events) = AsyncClient::new(options.clone(), config.max_inflight * 2 + 8);
+        let (client, mut events) =
+            client::connect(&settings, Some((&status_topic, "offline")), config.max_inflight * 2 + 8);
         // Requests not yet turned into packets (None: the status message), in order.
         let mut requested: VecDeque<Option<i64>> = VecDeque::new();
         // Packet id → outbox seq, sent and awaiting PUBACK.
@@ -220,10 +246,11 @@ pub async fn publish_outbox(publisher: Publisher) {
                     match outbox.after(cursor, room) {
                         Ok(entries) => {
                             for entry in entries {
-                                if client
-                                    .try_publish(&entry.topic, QoS::AtLeastOnce, false, entry.payload)
-                                    .is_err()
-                                {
+                                let meta = Meta {
+                                    msg_id: Some(&entry.id),
+                                    content_type: entry.content_type.as_deref(),
+                                };
+                                if client.try_publish(&entry.topic, entry.payload, false, meta).is_err() {
                                     break;
                                 }
                                 requested.push_back(Some(entry.seq));
@@ -250,10 +277,12 @@ pub async fn publish_outbox(publisher: Publisher) {
                     );
                 }
                 // A clean exit sends no last will: say `offline` ourselves.
-                if connected && client.try_publish(&status_topic, QoS::AtLeastOnce, true, "offline").is_ok() {
+                if connected
+                    && client.try_publish(&status_topic, b"offline".to_vec(), true, Meta::default()).is_ok()
+                {
                     let _ = tokio::time::timeout(Duration::from_secs(1), async {
                         while let Ok(event) = events.poll().await {
-                            if let Event::Incoming(Packet::PubAck(_)) = event {
+                            if let Happened::Acked { .. } = event {
                                 break;
                             }
                         }
@@ -264,36 +293,44 @@ pub async fn publish_outbox(publisher: Publisher) {
             }
             tokio::select! {
                 event = events.poll() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(url = %config.url, "uplink connected");
+                    Ok(Happened::Connected) => {
+                        link.connected();
                         connected = true;
-                        counters.uplink_connected.store(1, std::sync::atomic::Ordering::Relaxed);
+                        Counters::add(&counters.uplink_connects, 1);
+                        counters.uplink_connected.store(1, Relaxed);
                         backoff = Duration::from_millis(250);
-                        if client.try_publish(&status_topic, QoS::AtLeastOnce, true, "online").is_ok() {
+                        if client.try_publish(&status_topic, b"online".to_vec(), true, Meta::default()).is_ok() {
                             requested.push_back(None);
                         }
                     }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    Ok(Happened::Sent(pkid)) => {
                         if let Some(Some(seq)) = requested.pop_front() {
                             inflight.insert(pkid, seq);
                         }
                     }
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(seq) = inflight.remove(&ack.pkid) {
-                            acked.push(seq);
-                            Counters::add(&counters.uplink_acked, 1);
+                    Ok(Happened::Acked { pkid, ok }) => {
+                        if let Some(seq) = inflight.remove(&pkid) {
+                            if ok {
+                                acked.push(seq);
+                                Counters::add(&counters.uplink_acked, 1);
+                            } else {
+                                // It stays in the outbox and goes again after the next reconnect.
+                                Counters::add(&counters.uplink_refused, 1);
+                                tracing::warn!(url = %settings.url, "the broker refused a message; it stays in the outbox");
+                            }
                         }
                         if acked.len() >= GROUP_COMMIT {
                             remove_acked(&outbox, &mut acked);
                         }
                     }
-                    Ok(_) => {}
+                    Ok(Happened::Other) => {}
                     Err(e) => {
-                        tracing::warn!(url = %config.url, "uplink disconnected: {e}");
-                        if connected {
+                        if link.failed(&e) {
                             Counters::add(&counters.uplink_disconnects, 1);
+                        } else {
+                            Counters::add(&counters.uplink_connect_failures, 1);
                         }
-                        counters.uplink_connected.store(0, std::sync::atomic::Ordering::Relaxed);
+                        counters.uplink_connected.store(0, Relaxed);
                         break;
                     }
                 },
@@ -318,7 +355,11 @@ pub async fn publish_outbox(publisher: Publisher) {
         }
         // Full jitter: reconnecting gateways do not hit a recovering broker in step.
         let jitter = rand::random_range(0.5..1.0);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        let pause = tokio::time::sleep(backoff.mul_f64(jitter));
+        tokio::select! {
+            _ = pause => {}
+            _ = &mut stop_signal, if stopping.is_none() => stopping = Some(tokio::time::Instant::now()),
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
@@ -333,7 +374,7 @@ fn remove_acked(outbox: &Outbox, acked: &mut Vec<i64>) {
 
 /// Alarms or actuator commands to a broker of their own, QoS 1, as JSON.
 pub struct LocalSink {
-    client: AsyncClient,
+    client: Client,
     topic: String,
     gateway: String,
     kind: &'static str,
@@ -344,28 +385,29 @@ pub struct LocalSink {
 }
 
 impl LocalSink {
-    /// Connect (in the background, reconnecting as needed) and return the sink.
-    pub fn start(config: &MqttConfig, gateway: &str, kind: &'static str) -> Result<Self, String> {
+    /// Connect (in the background, reconnecting as needed) and return the
+    /// sink. `config` has its file paths resolved.
+    pub fn start(config: &MqttConfig, gateway: &str, kind: &'static str) -> Result<Self, MqttError> {
         let client_id = config.client_id.clone().unwrap_or_else(|| format!("{gateway}-{kind}"));
-        let options = config.options(client_id)?;
-        let (client, mut events) = AsyncClient::new(options, 1024);
-        let url = config.url.clone();
+        let settings = config.settings(client_id)?;
+        let (client, mut events) = client::connect(&settings, None, 1024);
+        let mut link = Link::new(kind, &settings.url, &settings.endpoint.host);
         let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = acked.clone();
         tokio::spawn(async move {
             let mut backoff = Duration::from_millis(250);
             loop {
                 match events.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(sink = kind, %url, "connected");
+                    Ok(Happened::Connected) => {
+                        link.connected();
                         backoff = Duration::from_millis(250);
                     }
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    Ok(Happened::Acked { .. }) => {
                         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(sink = kind, %url, "disconnected: {e}");
+                        link.failed(&e);
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
@@ -395,9 +437,10 @@ impl Sink for LocalSink {
             Record::Command { command, .. } => command.payload.clone().into_bytes(),
             _ => record.to_json().to_string().into_bytes(),
         };
-        self.client.try_publish(topic, QoS::AtLeastOnce, false, payload).map_err(|e| SinkError::Io {
+        let meta = Meta { msg_id: None, content_type: Some("application/json") };
+        self.client.try_publish(&topic, payload, false, meta).map_err(|e| SinkError::Io {
             sink: format!("{} broker", self.kind),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(e),
         })?;
         self.published += 1;
         Ok(())
