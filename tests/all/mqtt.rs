@@ -572,6 +572,7 @@ type = "none"
     assert!(grown.success());
     let log = wait_for("the outbox accepts messages again");
     assert_eq!(log.matches("disk is full").count(), 1, "logged once, not per refused batch: {log}");
+    assert!(log.matches("cannot write").count() <= 1, "status.json failures logged once: {log}");
     let _ = std::process::Command::new("kill").arg(gateway.id().to_string()).status();
     assert!(gateway.wait().unwrap().success());
 
