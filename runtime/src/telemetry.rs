@@ -249,8 +249,16 @@ impl Status {
             .map_err(std::io::Error::other)
             .and_then(|bytes| std::fs::write(&tmp, bytes))
             .and_then(|()| std::fs::rename(&tmp, dir.join("status.json")));
-        if let Err(e) = written {
-            tracing::warn!("cannot write status.json: {e}");
+        // Written every few seconds: a full disk is reported when it starts
+        // and when it ends, not on every attempt.
+        static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        match written {
+            Err(e) if !FAILING.swap(true, Ordering::Relaxed) => {
+                tracing::warn!("cannot write {}: {e}", dir.join("status.json").display());
+            }
+            Err(e) => tracing::debug!("still cannot write status.json: {e}"),
+            Ok(()) if FAILING.swap(false, Ordering::Relaxed) => tracing::info!("status.json written again"),
+            Ok(()) => {}
         }
     }
 }

@@ -309,7 +309,8 @@ fn verify_reads_from_the_broker() {
         "--trust",
         trust.to_str().unwrap(),
     ])
-    .stdout(Stdio::null())
+    // 120 short lines: the pipe holds them until the verifier is done.
+    .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
@@ -323,6 +324,11 @@ fn verify_reads_from_the_broker() {
     let log: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(verifier.wait().unwrap().success(), "{log:?}");
     assert!(log.iter().any(|l| l == "120 passed, 0 failed"), "{log:?}");
+    // Each verdict names the message by the id its envelope carries.
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut verifier.stdout.take().unwrap(), &mut shown).unwrap();
+    let ids = shown.lines().filter(|l| l.starts_with("ok ") && l.contains(" [ward-7-gw-")).count();
+    assert_eq!(ids, 120, "{shown}");
 }
 
 /// Wrong credentials: the broker refuses, the gateway says why, keeps
@@ -566,6 +572,7 @@ type = "none"
     assert!(grown.success());
     let log = wait_for("the outbox accepts messages again");
     assert_eq!(log.matches("disk is full").count(), 1, "logged once, not per refused batch: {log}");
+    assert!(log.matches("cannot write").count() <= 1, "status.json failures logged once: {log}");
     let _ = std::process::Command::new("kill").arg(gateway.id().to_string()).status();
     assert!(gateway.wait().unwrap().success());
 

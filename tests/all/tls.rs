@@ -201,3 +201,39 @@ fn missing_client_certificate_is_refused() {
     assert_eq!(status["outbox"]["messages"], 60);
     assert_eq!(status["counters"]["uplink_acked"], 0);
 }
+
+/// Alarms and actuator commands reach their local broker over mutual TLS too.
+#[test]
+fn local_sinks_over_mutual_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"));
+    let mut paths = Vec::new();
+    let broker = Broker::start_tls(&dir.path().join("broker"), 0, &pki.broker("server", &mut paths, true));
+    let sub = Subscriber::start(broker.client_port(), "panel", "edgeward/#");
+    let url = broker.url();
+    let config = fast_config("demo.toml", dir.path(), |c: &mut Table| {
+        for kind in ["alarm", "actuator"] {
+            let mut sink = Table::new();
+            sink.insert("type".into(), "mqtt".into());
+            sink.insert("url".into(), url.clone().into());
+            sink.insert("protocol".into(), 5.into());
+            sink.insert("ca-file".into(), pki.path("ca.pem").display().to_string().into());
+            sink.insert("client-cert".into(), pki.path("client.pem").display().to_string().into());
+            sink.insert("client-key".into(), pki.path("client.key").display().to_string().into());
+            c.insert(kind.into(), sink.into());
+        }
+    });
+    let out = edgeward(&["run", "-c", config.to_str().unwrap()]);
+    let log = stderr(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains(&format!("alarm connected to {url}")), "{log}");
+    let got = sub.collect(1000, Duration::from_secs(3));
+    assert!(
+        got.iter().any(|(t, _)| t.starts_with("edgeward/demo-gw/alarm/wearable-1/fever")),
+        "no alarm: {log}"
+    );
+    assert!(
+        got.iter().any(|(t, _)| t.starts_with("edgeward/demo-gw/actuator/heating/")),
+        "no command: {log}"
+    );
+}

@@ -54,7 +54,15 @@ impl Link {
 
     fn connected(&mut self) {
         if self.attempts > 0 {
-            tracing::info!(sink = self.name, url = %self.url, failed_attempts = self.attempts, "{} connected to {} after {} failed attempts", self.name, self.url, self.attempts);
+            tracing::info!(
+                sink = self.name,
+                url = %self.url,
+                failed_attempts = self.attempts,
+                "{} connected to {} after {} failed attempts",
+                self.name,
+                self.url,
+                self.attempts
+            );
         } else {
             tracing::info!(sink = self.name, url = %self.url, "{} connected to {}", self.name, self.url);
         }
@@ -82,7 +90,12 @@ impl Link {
                     self.url
                 );
             } else {
-                tracing::debug!(sink = self.name, url = %self.url, attempt = self.attempts, "still cannot connect: {text}");
+                tracing::debug!(
+                    sink = self.name,
+                    url = %self.url,
+                    attempt = self.attempts,
+                    "still cannot connect: {text}"
+                );
             }
         }
         self.failing = Some(text);
