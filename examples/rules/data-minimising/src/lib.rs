@@ -20,7 +20,7 @@
 //!
 //! ```toml
 //! [module.minimise]
-//! wasm = "target/wasm32-wasip2/release/edgeward_example_data_minimising.wasm"
+//! wasm = "target/wasm32-wasip2/guest/edgeward_example_data_minimising.wasm"
 //! capabilities = ["kv"]
 //!
 //! [module.minimise.config]

@@ -10,7 +10,7 @@
 //!
 //! ```toml
 //! [module.door-open]
-//! wasm = "target/wasm32-wasip2/release/edgeward_example_door_open_too_long.wasm"
+//! wasm = "target/wasm32-wasip2/guest/edgeward_example_door_open_too_long.wasm"
 //! capabilities = ["kv"]
 //! config = { open-for-s = 300 }
 //! ```

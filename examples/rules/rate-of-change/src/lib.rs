@@ -9,7 +9,7 @@
 //!
 //! ```toml
 //! [module.warming-fast]
-//! wasm = "target/wasm32-wasip2/release/edgeward_example_rate_of_change.wasm"
+//! wasm = "target/wasm32-wasip2/guest/edgeward_example_rate_of_change.wasm"
 //! capabilities = ["kv"]
 //! config = { measurement = "temperature", unit = "Cel", rate-per-min = 0.5, window-s = 600 }
 //! ```
