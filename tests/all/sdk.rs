@@ -222,7 +222,7 @@ fn missing_export_is_named() {
     let text = refused(&wasm, &[], "{}");
     let expected = format!("module `rule` ({}) does not export `tick`", wasm.display());
     assert!(text.contains(&expected), "{text}");
-    assert!(text.contains("implement it"), "{text}");
+    assert!(text.contains("implement what is missing"), "{text}");
     assert!(text.contains("rebuild it against the current SDK"), "{text}");
 
     // `run` refuses it the same way, before any reading flows.

@@ -59,7 +59,7 @@ pub enum ModuleError {
     )]
     NotARule { module: String, file: String, exports: String },
     #[error(
-        "module `{module}` ({file}) does not export {missing}, which the rule world of {}@{} requires: implement it (with edgeward-sdk, `export_rule!` exports `init`, `process` and `tick`, and `Rule::tick` has a default), or rebuild it against the current SDK",
+        "module `{module}` ({file}) does not export {missing}, which the rule world of {}@{} requires: implement what is missing (with edgeward-sdk, `export_rule!` exports `init`, `process` and `tick`, and `Rule::tick` has a default), or rebuild it against the current SDK",
         bindings::WIT_PACKAGE,
         bindings::WIT_VERSION
     )]

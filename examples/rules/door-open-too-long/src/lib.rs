@@ -120,6 +120,7 @@ impl DoorOpenTooLong {
         for (sensor, open) in doors.iter_mut() {
             if !open.raised && now_ms.saturating_sub(open.since_ms) >= limit_ms {
                 open.raised = true;
+                edgeward_sdk::info!("{sensor} open since {} ms", open.since_ms);
                 let text = format!("{sensor} open for more than {} s", self.config.open_for_s);
                 effects = effects.with_alarm(self.alarm(AlarmState::Raised, sensor, text));
             }
@@ -145,7 +146,7 @@ edgeward_sdk::export_rule!(DoorOpenTooLong);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgeward_sdk::{Measurement, Reading, testing};
+    use edgeward_sdk::{Level, Measurement, Reading, testing};
 
     fn rule(config: &str) -> DoorOpenTooLong {
         testing::reset();
@@ -171,6 +172,7 @@ mod tests {
         let raised = r.tick(1_300_000).unwrap().alarms;
         assert_eq!(states(&raised), [("front".into(), AlarmState::Raised)]);
         assert_eq!(raised[0].code, "open-too-long");
+        assert_eq!(testing::logs(), [(Level::Info, "front open since 1000000 ms".to_string())]);
         assert!(r.tick(1_400_000).unwrap().is_empty(), "raised once");
         let cleared = door(&mut r, "front", "door", 1_500, false);
         assert_eq!(states(&cleared), [("front".into(), AlarmState::Cleared)]);
