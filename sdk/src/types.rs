@@ -213,3 +213,59 @@ impl<'de> serde::Deserialize<'de> for Severity {
         text.parse().map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading() -> Reading {
+        Reading::new(
+            "hall",
+            0,
+            vec![
+                Measurement::new("temperature", "Cel", 21.5),
+                Measurement::new("door", "", 1.0),
+                Measurement::new("window", "", 0.0),
+            ],
+        )
+    }
+
+    /// Values are found by name and unit, never converted; binary sensors read as flags.
+    #[test]
+    fn typed_access() {
+        let r = reading();
+        assert_eq!(r.value_in("temperature", "Cel"), Some(21.5));
+        assert_eq!(r.value_in("temperature", "K"), None);
+        assert_eq!(r.flag("door"), Some(true));
+        assert_eq!(r.flag("window"), Some(false));
+        assert_eq!(r.flag("temperature"), None, "a measurement with a unit is no flag");
+        assert_eq!(r.flag("motion"), None);
+        let mut r = r;
+        r.retain_measurements(|m| m.unit.is_empty());
+        assert_eq!(r.measurements.len(), 2);
+    }
+
+    /// Effects and commands build up as written.
+    #[test]
+    fn builders() {
+        let alarm = Alarm::raised("hall", "open", Severity::Info, "open");
+        let effects = Effects::none()
+            .with_alarm(alarm.clone())
+            .with_command(Command::json("heating/hall", &serde_json::json!({"state": "on"})));
+        assert_eq!(effects.alarms, std::slice::from_ref(&alarm));
+        assert_eq!(effects.commands[0].payload, r#"{"state":"on"}"#);
+        let collected: Effects = [alarm.clone(), alarm].into_iter().collect();
+        assert_eq!(collected.alarms.len(), 2);
+        assert!(collected.commands.is_empty());
+    }
+
+    /// Severities read from configuration text, and refuse anything else.
+    #[test]
+    fn severity_from_config() {
+        let parsed: Vec<Severity> = serde_json::from_str(r#"["info","warning","critical"]"#).unwrap();
+        assert_eq!(parsed, [Severity::Info, Severity::Warning, Severity::Critical]);
+        assert_eq!(parsed.iter().map(Severity::as_str).collect::<Vec<_>>(), ["info", "warning", "critical"]);
+        let err = serde_json::from_str::<Severity>(r#""loud""#).unwrap_err().to_string();
+        assert!(err.contains("unknown severity `loud`"), "{err}");
+    }
+}
