@@ -1,5 +1,5 @@
-//! Builds the guest components (the built-in rule modules and the test
-//! rules) for wasm32-wasip2 with a nested cargo, so that `cargo build`
+//! Builds the guest components (the built-in rule modules, the test rules
+//! and the example rules) for wasm32-wasip2 with a nested cargo, so that `cargo build`
 //! alone yields a gateway with its built-in modules inside, and tests get
 //! their fixtures. Outputs land in OUT_DIR; `EDGEWARD_GUEST_DIR` points there.
 
@@ -14,7 +14,7 @@ fn main() {
     let root = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
 
-    for watched in ["sdk", "modules", "tests/rules", "Cargo.lock"] {
+    for watched in ["sdk", "modules", "tests/rules", "examples/rules", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -22,6 +22,10 @@ fn main() {
         BUILTIN.iter().map(|name| (format!("edgeward-module-{name}"), format!("builtin-{name}"))).collect();
     for dir in subdirs(&root.join("tests/rules")) {
         packages.push((format!("edgeward-test-rule-{dir}"), format!("test-{dir}")));
+    }
+    // The examples are loaded by path like any rule an author writes, never as `builtin:`.
+    for dir in subdirs(&root.join("examples/rules")) {
+        packages.push((format!("edgeward-example-{dir}"), format!("example-{dir}")));
     }
 
     // A separate target dir: the outer cargo holds the lock on its own.

@@ -151,9 +151,13 @@ enum Command {
     NewRule {
         /// The rule's (crate's) name, e.g. `too-hot`.
         name: String,
-        /// The crate's directory (default: ./NAME); it must not exist.
+        /// The crate's directory (default: ./NAME); it must not exist, unless --force.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Write into an existing directory, overwriting the generated files
+        /// (Cargo.toml, src/lib.rs, README.md, .gitignore); others are left alone.
+        #[arg(long)]
+        force: bool,
         /// Depend on the edgeward-sdk crate in this folder (default: this
         /// build's repository sdk/ if present, else the matching version).
         #[arg(long, conflicts_with = "sdk_version")]
@@ -292,13 +296,13 @@ fn main() -> ExitCode {
         Command::Module { command: ModuleCommand::Inspect { file, json } } => {
             cli::module::inspect(&file, json)
         }
-        Command::NewRule { name, dir, sdk_path, sdk_version } => {
+        Command::NewRule { name, dir, force, sdk_path, sdk_version } => {
             let sdk = match (sdk_path, sdk_version) {
                 (Some(path), _) => cli::new_rule::Sdk::Path(path),
                 (None, Some(version)) => cli::new_rule::Sdk::Version(version),
                 (None, None) => cli::new_rule::Sdk::default_for_this_build(),
             };
-            cli::new_rule::run(&name, dir.as_deref(), sdk)
+            cli::new_rule::run(&name, dir.as_deref(), sdk, force)
         }
         Command::Generate { command: GenerateCommand::Man { dir } } => {
             cli::generate::man(Cli::command(), &dir)

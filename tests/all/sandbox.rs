@@ -30,8 +30,10 @@ const LIMITS: Limits = Limits {
 
 impl Fixture {
     fn start(&self, rule: &str, config: &str, grants: &[&str]) -> Result<Instance, ModuleError> {
-        let wasm = std::fs::read(test_rule(rule)).unwrap();
-        let prepared = self.engine.prepare(rule, &wasm, Grants::parse(grants.iter().copied()).unwrap())?;
+        let file = test_rule(rule);
+        let wasm = std::fs::read(&file).unwrap();
+        let grants = Grants::parse(grants.iter().copied()).unwrap();
+        let prepared = self.engine.prepare(rule, &file.display().to_string(), &wasm, grants)?;
         let ctx = InstanceContext {
             label: format!("test/{rule}").into(),
             config_json: config.into(),
@@ -122,6 +124,11 @@ fn init_failures_are_reported() {
     );
     let err = f.start("faulty", r#"{"fault":"trap","on":"init"}"#, &[]).err().unwrap();
     assert!(matches!(err, ModuleError::Trap { call: "init", .. }), "{err}");
+    // The guest's own panic message, which the SDK logs before the trap.
+    assert!(
+        err.to_string().contains("panic: panicked at") && err.to_string().contains("deliberate trap"),
+        "{err}"
+    );
     let err = f.start("faulty", r#"{"fault":"sideways","on":"init"}"#, &[]).err().unwrap();
     assert!(err.to_string().contains("unknown variant `sideways`"), "{err}");
 }
@@ -133,7 +140,8 @@ fn ungranted_capability_is_refused_at_load() {
     let err = f.start("counter", "{}", &[]).err().unwrap();
     let text = err.to_string();
     assert!(matches!(err, ModuleError::NotGranted { .. }), "{text}");
-    assert!(text.contains("module `counter` imports `edgeward:policy/kv@0.1.0`"), "{text}");
+    assert!(text.contains("module `counter` ("), "{text}");
+    assert!(text.contains("test-counter.wasm) imports `edgeward:policy/kv@0.1.0`"), "{text}");
     assert!(text.contains("add \"kv\" to `capabilities`"), "{text}");
     assert!(f.start("counter", "{}", &["kv"]).is_ok());
 }
@@ -142,10 +150,13 @@ fn ungranted_capability_is_refused_at_load() {
 #[test]
 fn non_component_is_refused() {
     let f = fixture();
-    let err = f.engine.prepare("junk", b"\0asm\x01\0\0\0", Grants::default()).err().unwrap();
-    assert!(matches!(err, ModuleError::Compile { .. }), "{err}");
-    let err = f.engine.prepare("junk", b"not wasm at all", Grants::default()).err().unwrap();
-    assert!(err.to_string().contains("module `junk` is not a valid WebAssembly component"), "{err}");
+    let err = f.engine.prepare("junk", "junk.wasm", b"\0asm\x01\0\0\0", Grants::default()).err().unwrap();
+    assert!(matches!(err, ModuleError::CoreModule { .. }), "{err}");
+    let err = f.engine.prepare("junk", "junk.wasm", b"not wasm at all", Grants::default()).err().unwrap();
+    assert!(
+        err.to_string().contains("module `junk` (junk.wasm) is not a valid WebAssembly component"),
+        "{err}"
+    );
 }
 
 /// State in kv survives traps: the count goes on across recycled instances.

@@ -20,6 +20,11 @@ pub fn test_rule(name: &str) -> PathBuf {
     guest_dir().join(format!("test-{name}.wasm"))
 }
 
+/// The path of the example rule `name` (a crate under examples/rules/).
+pub fn example_rule(name: &str) -> PathBuf {
+    guest_dir().join(format!("example-{name}.wasm"))
+}
+
 /// The repository's root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

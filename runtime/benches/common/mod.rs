@@ -47,8 +47,10 @@ impl Host {
 
     /// A started instance of component `wasm`, labelled `bench/NAME`.
     pub fn instance(&self, name: &str, wasm: &[u8], config: &str, grants: &[&str]) -> Instance {
-        let prepared =
-            self.engine.prepare(name, wasm, Grants::parse(grants.iter().copied()).unwrap()).unwrap();
+        let prepared = self
+            .engine
+            .prepare(name, "(bench)", wasm, Grants::parse(grants.iter().copied()).unwrap())
+            .unwrap();
         let ctx = InstanceContext {
             label: format!("bench/{name}").into(),
             config_json: config.into(),

@@ -13,6 +13,10 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<()> {
         ModuleError::Compile { reason, .. } => {
             anyhow::anyhow!("{} is not a WebAssembly component: {reason}", file.display())
         }
+        ModuleError::CoreModule { .. } => anyhow::anyhow!(
+            "{} is a core WebAssembly module, not a component: build the rule for wasm32-wasip2, or make a component of it with `wasm-tools component new`",
+            file.display()
+        ),
         other => anyhow::anyhow!("{}: {other}", file.display()),
     })?;
     if as_json {

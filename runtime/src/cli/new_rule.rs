@@ -46,8 +46,10 @@ fn quote(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-/// Write the crate for rule `name` into `dir` (default: `./NAME`), which must not exist.
-pub fn run(name: &str, dir: Option<&Path>, sdk: Sdk) -> anyhow::Result<()> {
+/// Write the crate for rule `name` into `dir` (default: `./NAME`), which
+/// must not exist unless `force` (then its generated files are overwritten
+/// and any other file in it is left alone).
+pub fn run(name: &str, dir: Option<&Path>, sdk: Sdk, force: bool) -> anyhow::Result<()> {
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
@@ -56,14 +58,17 @@ pub fn run(name: &str, dir: Option<&Path>, sdk: Sdk) -> anyhow::Result<()> {
         );
     }
     let dir = dir.map_or_else(|| PathBuf::from(name), Path::to_path_buf);
-    if dir.exists() {
-        bail!("{} already exists; not overwriting it", dir.display());
+    if dir.exists() && !force {
+        bail!(
+            "{} already exists; not overwriting it (add --force to overwrite its Cargo.toml, src/lib.rs, README.md and .gitignore)",
+            dir.display()
+        );
+    }
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} exists and is not a directory", dir.display());
     }
     let dependency = sdk.dependency()?;
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src")).with_context(|| format!("creating {}/src", dir.display()))?;
     let absolute = dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))?;
     let fill = |template: &str| {
         template
@@ -78,7 +83,6 @@ pub fn run(name: &str, dir: Option<&Path>, sdk: Sdk) -> anyhow::Result<()> {
         ("README.md", fill(README)),
         (".gitignore", "/target\n".to_string()),
     ];
-    std::fs::create_dir(dir.join("src")).with_context(|| format!("creating {}/src", dir.display()))?;
     for (file, text) in files {
         let path = dir.join(file);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;

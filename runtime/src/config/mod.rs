@@ -171,6 +171,9 @@ pub enum SimModel {
     Room,
     /// Body temperature and heart rate of a wearable, with occasional fever episodes.
     Wearable,
+    /// A BTHome door sensor: at each reading the door has opened or closed
+    /// (even odds), reported as the binary measurement `door`.
+    Door,
 }
 
 /// `[signer.NAME]`: a gateway signing key, used by rules granted `sign:NAME`.

@@ -14,6 +14,7 @@ use super::ModuleError;
 use super::bindings::{Effects, Hop, Message, Outcome, Rule, RulePre, WIT_PACKAGE, WIT_VERSION};
 use super::capability::{Grants, ImportRefusal};
 use super::host::ModuleState;
+use super::inspect::{self, Unfit};
 use crate::clock::Clock;
 use crate::state::StateStore;
 use crate::trust::Keyring;
@@ -79,47 +80,79 @@ impl Engine {
         Ok(Engine { engine, linker, cache_dir, stop_ticker })
     }
 
-    /// Compile `wasm` (or load it from the cache), check its imports against
-    /// `grants` and pre-link it. `name` labels errors.
-    pub fn prepare(&self, name: &str, wasm: &[u8], grants: Grants) -> Result<Prepared, ModuleError> {
+    /// Compile `wasm` (or load it from the cache), check that it is a rule of
+    /// this contract and its imports against `grants`, and pre-link it.
+    /// `name` and `file` (where the bytes came from) label errors.
+    pub fn prepare(
+        &self,
+        name: &str,
+        file: &str,
+        wasm: &[u8],
+        grants: Grants,
+    ) -> Result<Prepared, ModuleError> {
+        let (module, file) = (name.to_string(), file.to_string());
+        if inspect::is_core_module(wasm) {
+            return Err(ModuleError::CoreModule { module, file });
+        }
         let hash: [u8; 32] = Sha256::digest(wasm).into();
-        let component = self.compile(name, wasm, &hex::encode(hash))?;
+        let component = self.compile(name, &file, wasm, &hex::encode(hash))?;
 
-        let component_type = component.component_type();
-        for (import, _) in component_type.imports(&self.engine) {
-            let refusal = match grants.allow_import(import) {
+        // Diagnose from the component's type what linking would only report
+        // as a mismatch: the contract version, and the exports a rule needs.
+        let found = inspect::describe(&self.engine, &component, wasm);
+        match found.unfit() {
+            None => {}
+            Some(Unfit::Version { import, found }) => {
+                return Err(ModuleError::WitVersion { module, file, import, found });
+            }
+            Some(Unfit::NotARule { exports }) => {
+                let exports = if exports.is_empty() { "nothing".to_string() } else { backticked(&exports) };
+                return Err(ModuleError::NotARule { module, file, exports });
+            }
+            Some(Unfit::MissingExports { missing }) => {
+                return Err(ModuleError::MissingExports { module, file, missing: backticked(&missing) });
+            }
+        }
+
+        for import in &found.imports {
+            let refusal = match grants.allow_import(&import.name) {
                 Ok(()) => continue,
                 Err(refusal) => refusal,
             };
-            let module = name.to_string();
-            let import = import.to_string();
+            let import = import.name.clone();
             return Err(match refusal {
                 ImportRefusal::NotGranted { capability } => {
-                    ModuleError::NotGranted { module, import, capability }
+                    ModuleError::NotGranted { module, file, import, capability }
                 }
-                ImportRefusal::Version { found } => ModuleError::WitVersion { module, import, found },
-                ImportRefusal::Unknown => ModuleError::UnknownImport { module, import },
+                ImportRefusal::Version { found } => ModuleError::WitVersion { module, file, import, found },
+                ImportRefusal::Unknown => ModuleError::UnknownImport { module, file, import },
             });
         }
 
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ModuleError::Link { module: name.to_string(), reason: format!("{e:#}") })?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| ModuleError::Link {
+            module: module.clone(),
+            file: file.clone(),
+            reason: format!("{e:#}"),
+        })?;
+        // Right names but other signatures: the reason names the function and type.
         let pre = RulePre::new(instance_pre).map_err(|e| ModuleError::Exports {
-            module: name.to_string(),
+            module: module.clone(),
+            file: file.clone(),
             reason: format!(
                 "{e:#} (a rule exports `init`, `process` and `tick` of {WIT_PACKAGE}@{WIT_VERSION}; build it with edgeward-sdk)"
             ),
         })?;
-        Ok(Prepared { name: name.to_string(), hash, pre, grants: Arc::new(grants) })
+        Ok(Prepared { name: module, hash, pre, grants: Arc::new(grants) })
     }
 
     /// The compiled form of `wasm`, from the cache when it holds one made by
     /// an engine with this exact configuration.
-    fn compile(&self, name: &str, wasm: &[u8], hash: &str) -> Result<Component, ModuleError> {
-        let not_component =
-            |e: wasmtime::Error| ModuleError::Compile { module: name.to_string(), reason: format!("{e:#}") };
+    fn compile(&self, name: &str, file: &str, wasm: &[u8], hash: &str) -> Result<Component, ModuleError> {
+        let not_component = |e: wasmtime::Error| ModuleError::Compile {
+            module: name.to_string(),
+            file: file.to_string(),
+            reason: format!("{e:#}"),
+        };
         let Some(dir) = &self.cache_dir else {
             return Component::new(&self.engine, wasm).map_err(not_component);
         };
@@ -158,6 +191,16 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c`: names for a message.
+fn backticked(names: &[String]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

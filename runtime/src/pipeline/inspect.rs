@@ -50,22 +50,38 @@ impl Inspection {
     }
 }
 
+/// Is `wasm` a core WebAssembly module (binary version 1, layer 0) rather
+/// than a component (layer 1)? The preamble says so before any parsing.
+pub fn is_core_module(wasm: &[u8]) -> bool {
+    wasm.len() >= 8 && wasm.starts_with(b"\0asm") && wasm[4..8] == [1, 0, 0, 0]
+}
+
 /// Read what `wasm` (a component's bytes) imports and exports.
 pub fn inspect(wasm: &[u8]) -> Result<Inspection, ModuleError> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     let engine = wasmtime::Engine::new(&config).map_err(|e| ModuleError::Engine(format!("{e:#}")))?;
-    let refused = |reason: String| ModuleError::Compile { module: "(inspected)".into(), reason };
+    let (module, file) = ("(inspected)".to_string(), String::new());
+    if is_core_module(wasm) {
+        return Err(ModuleError::CoreModule { module, file });
+    }
+    let refused =
+        |reason: String| ModuleError::Compile { module: module.clone(), file: file.clone(), reason };
     if !wasm.starts_with(b"\0asm") {
         return Err(refused("not WebAssembly at all (no `\\0asm` header)".into()));
     }
     let component = Component::new(&engine, wasm).map_err(|e| refused(format!("{e:#}")))?;
+    Ok(describe(&engine, &component, wasm))
+}
+
+/// What the compiled `component` (made from `wasm`) imports and exports.
+pub(crate) fn describe(engine: &wasmtime::Engine, component: &Component, wasm: &[u8]) -> Inspection {
     let ty = component.component_type();
 
     let mut contract = None;
     let mut capabilities = Vec::new();
     let mut imports = Vec::new();
-    for (name, _) in ty.imports(&engine) {
+    for (name, _) in ty.imports(engine) {
         let grant = classify(name, &mut contract);
         if matches!(grant, "kv" | "sign:KEY" | "seal:RECIPIENTS") && !capabilities.iter().any(|c| c == grant)
         {
@@ -77,7 +93,7 @@ pub fn inspect(wasm: &[u8]) -> Result<Inspection, ModuleError> {
 
     let mut exports = Vec::new();
     let mut other_exports = Vec::new();
-    for (name, item) in ty.exports(&engine) {
+    for (name, item) in ty.exports(engine) {
         let is_func = matches!(item.ty, wasmtime::component::types::ComponentItem::ComponentFunc(_));
         if is_func && RULE_EXPORTS.contains(&name) {
             exports.push(name.to_string());
@@ -87,7 +103,7 @@ pub fn inspect(wasm: &[u8]) -> Result<Inspection, ModuleError> {
     }
     exports.sort_by_key(|e| RULE_EXPORTS.iter().position(|r| r == e));
 
-    Ok(Inspection {
+    Inspection {
         bytes: wasm.len(),
         sha256: hex::encode(Sha256::digest(wasm)),
         contract,
@@ -95,7 +111,44 @@ pub fn inspect(wasm: &[u8]) -> Result<Inspection, ModuleError> {
         imports,
         exports,
         other_exports,
-    })
+    }
+}
+
+/// Why a component cannot be a rule of this gateway, as read from its type
+/// before linking: what a rule author has to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// It imports `import`, from contract version `found`.
+    Version { import: String, found: String },
+    /// It is some other component: nothing of the contract in or out.
+    NotARule { exports: Vec<String> },
+    /// It lacks these rule exports.
+    MissingExports { missing: Vec<String> },
+}
+
+impl Inspection {
+    /// What keeps this component from loading as a rule, if anything does
+    /// (capability grants aside: those depend on the configuration).
+    pub fn unfit(&self) -> Option<Unfit> {
+        let other_version = self.imports.iter().find_map(|import| {
+            let (package, rest) = import.name.split_once('/')?;
+            let (_, version) = rest.split_once('@')?;
+            (package == WIT_PACKAGE && version != WIT_VERSION)
+                .then(|| Unfit::Version { import: import.name.clone(), found: version.to_string() })
+        });
+        if other_version.is_some() {
+            return other_version;
+        }
+        if self.contract.is_none() && self.exports.is_empty() {
+            return Some(Unfit::NotARule { exports: self.other_exports.clone() });
+        }
+        let missing: Vec<String> = RULE_EXPORTS
+            .iter()
+            .filter(|e| !self.exports.iter().any(|x| x == *e))
+            .map(|e| e.to_string())
+            .collect();
+        (!missing.is_empty()).then_some(Unfit::MissingExports { missing })
+    }
 }
 
 /// How the gateway treats the import `name`; notes the contract version seen.
@@ -143,5 +196,43 @@ mod tests {
     fn refuses_non_components() {
         let error = inspect(b"hello").unwrap_err().to_string();
         assert!(error.contains("not WebAssembly at all"), "{error}");
+        assert!(matches!(inspect(b"\0asm\x01\0\0\0"), Err(ModuleError::CoreModule { .. })));
+    }
+
+    fn inspection(imports: &[&str], exports: &[&str], other_exports: &[&str]) -> Inspection {
+        let mut contract = None;
+        let imports = imports
+            .iter()
+            .map(|name| Import { name: name.to_string(), grant: classify(name, &mut contract).to_string() })
+            .collect();
+        Inspection {
+            bytes: 0,
+            sha256: String::new(),
+            contract,
+            capabilities: Vec::new(),
+            imports,
+            exports: exports.iter().map(|e| e.to_string()).collect(),
+            other_exports: other_exports.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    /// A component is unfit for the contract's version first, then for what it exports.
+    #[test]
+    fn unfit_components() {
+        let all = ["init", "process", "tick"];
+        let current = "edgeward:policy/types@0.1.0";
+        assert_eq!(inspection(&[current], &all, &[]).unfit(), None);
+        assert_eq!(
+            inspection(&["wasi:cli/stdout@0.2.6", "edgeward:policy/log@0.2.0"], &["init"], &[]).unfit(),
+            Some(Unfit::Version { import: "edgeward:policy/log@0.2.0".into(), found: "0.2.0".into() })
+        );
+        assert_eq!(
+            inspection(&["wasi:cli/stdout@0.2.6"], &[], &["greet"]).unfit(),
+            Some(Unfit::NotARule { exports: vec!["greet".into()] })
+        );
+        assert_eq!(
+            inspection(&[current], &["init", "process"], &[]).unfit(),
+            Some(Unfit::MissingExports { missing: vec!["tick".into()] })
+        );
     }
 }

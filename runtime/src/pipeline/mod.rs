@@ -65,24 +65,44 @@ pub enum ModuleError {
     Engine(String),
     #[error("module `{module}`: cannot read {path}: {reason}")]
     Read { module: String, path: String, reason: String },
-    #[error("module `{module}` is not a valid WebAssembly component: {reason}")]
-    Compile { module: String, reason: String },
+    #[error("module `{module}` ({file}) is not a valid WebAssembly component: {reason}")]
+    Compile { module: String, file: String, reason: String },
     #[error(
-        "module `{module}` imports `{import}` but is not granted it: add {capability} to `capabilities` in [module.{module}]"
+        "module `{module}` ({file}) is a core WebAssembly module, not a component: build the rule for \
+         wasm32-wasip2 (`cargo build --release --target wasm32-wasip2`), or make a component of it with \
+         `wasm-tools component new`"
     )]
-    NotGranted { module: String, import: String, capability: &'static str },
+    CoreModule { module: String, file: String },
     #[error(
-        "module `{module}` was built against `{import}` (version {found}); this gateway provides {}@{}",
+        "module `{module}` ({file}) imports `{import}` but is not granted it: add {capability} to `capabilities` in [module.{module}]"
+    )]
+    NotGranted { module: String, file: String, import: String, capability: &'static str },
+    #[error(
+        "module `{module}` ({file}) was built against {}@{found} (it imports `{import}`), but this gateway supports {}@{}: rebuild it with the edgeward-sdk of this gateway (or against sdk/wit/policy.wit), or upgrade the gateway",
+        bindings::WIT_PACKAGE,
         bindings::WIT_PACKAGE,
         bindings::WIT_VERSION
     )]
-    WitVersion { module: String, import: String, found: String },
-    #[error("module `{module}` imports `{import}`, which this gateway does not provide")]
-    UnknownImport { module: String, import: String },
-    #[error("module `{module}` cannot be linked: {reason}")]
-    Link { module: String, reason: String },
-    #[error("module `{module}` does not export the rule interface: {reason}")]
-    Exports { module: String, reason: String },
+    WitVersion { module: String, file: String, import: String, found: String },
+    #[error(
+        "module `{module}` ({file}) is a WebAssembly component but not an edgeward rule: it imports nothing of {} and exports {exports}; a rule exports `init`, `process` and `tick` of {}@{} (build it with edgeward-sdk, or see sdk/wit/README.md)",
+        bindings::WIT_PACKAGE,
+        bindings::WIT_PACKAGE,
+        bindings::WIT_VERSION
+    )]
+    NotARule { module: String, file: String, exports: String },
+    #[error(
+        "module `{module}` ({file}) does not export {missing}, which the rule world of {}@{} requires: implement what is missing (with edgeward-sdk, `export_rule!` exports `init`, `process` and `tick`, and `Rule::tick` has a default), or rebuild it against the current SDK",
+        bindings::WIT_PACKAGE,
+        bindings::WIT_VERSION
+    )]
+    MissingExports { module: String, file: String, missing: String },
+    #[error("module `{module}` ({file}) imports `{import}`, which this gateway does not provide")]
+    UnknownImport { module: String, file: String, import: String },
+    #[error("module `{module}` ({file}) cannot be linked: {reason}")]
+    Link { module: String, file: String, reason: String },
+    #[error("module `{module}` ({file}) does not export the rule interface: {reason}")]
+    Exports { module: String, file: String, reason: String },
     #[error("module `{module}` refused its configuration: {reason}")]
     InitRejected { module: String, reason: String },
     #[error("module `{module}` returned an error: {reason}")]

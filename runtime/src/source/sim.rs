@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 const BATTERY: u8 = 0x01;
 const TEMPERATURE: u8 = 0x02;
 const HUMIDITY: u8 = 0x03;
+const DOOR: u8 = 0x1A;
 
 const DAY_MS: f64 = 86_400_000.0;
 
@@ -53,6 +54,8 @@ struct Series {
     battery: f64,
     /// Wearable: simulated time a fever episode ends, and its peak.
     fever: Option<(u64, f64)>,
+    /// Door: open?
+    open: bool,
 }
 
 impl Series {
@@ -65,7 +68,7 @@ impl Series {
             .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ name_hash);
         let battery = rng.random_range(70.0..100.0);
-        Series { sensor, rng, packet_id: 0, battery, fever: None }
+        Series { sensor, rng, packet_id: 0, battery, fever: None, open: false }
     }
 
     /// Gaussian-ish noise from the sum of uniforms: cheap and bounded.
@@ -110,6 +113,12 @@ impl Series {
                 };
                 vec![(BATTERY, self.battery.round()), (TEMPERATURE, round(temperature, 2))]
             }
+            SimModel::Door => {
+                if self.rng.random_bool(0.5) {
+                    self.open = !self.open;
+                }
+                vec![(BATTERY, self.battery.round()), (DOOR, f64::from(u8::from(self.open)))]
+            }
         }
     }
 
@@ -144,6 +153,7 @@ fn signed_reading(signing: &SimSigning, sensor: &SimSensor, now_ms: u64, objects
             let (name, unit) = match id {
                 BATTERY => ("battery", "%EL"),
                 TEMPERATURE => ("temperature", "Cel"),
+                DOOR => ("door", ""),
                 _ => ("humidity", "%RH"),
             };
             senml::Measurement { name: name.into(), unit: unit.into(), value }
@@ -255,6 +265,24 @@ mod tests {
         let t = temperatures(&collect(SimModel::Room, 1, 24).await);
         let (min, max) = t.iter().fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
         assert!(min < 17.8 && max > 21.2, "min {min} max {max}");
+    }
+
+    /// A door sensor reports `door` as 0 or 1, and is seen both open and closed.
+    #[tokio::test]
+    async fn door_opens_and_closes() {
+        let states: Vec<f64> = collect(SimModel::Door, 5, 24)
+            .await
+            .iter()
+            .map(|f| {
+                let Payload::ServiceData { data, .. } = &f.payload else { panic!("advertised") };
+                let packet = bthome::decode(data, None, None).unwrap();
+                let door = packet.values.iter().find(|v| v.name == "door").unwrap();
+                assert_eq!(door.unit, "");
+                door.value
+            })
+            .collect();
+        assert!(states.iter().all(|v| *v == 0.0 || *v == 1.0), "{states:?}");
+        assert!(states.contains(&0.0) && states.contains(&1.0), "{states:?}");
     }
 
     /// A wearable has fever episodes over a few days, and normal readings otherwise.

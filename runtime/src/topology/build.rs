@@ -104,8 +104,8 @@ pub fn build(
     for (name, module) in &config.modules {
         let (bytes, source) = module_bytes(loaded, name, module.wasm.get_ref())?;
         let grants = Grants::parse(module.capabilities.iter().map(|c| c.get_ref().as_str()))
-            .map_err(|reason| ModuleError::Link { module: name.clone(), reason })?;
-        let ready = engine.prepare(name, &bytes, grants)?;
+            .map_err(|reason| ModuleError::Link { module: name.clone(), file: source.clone(), reason })?;
+        let ready = engine.prepare(name, &source, &bytes, grants)?;
         let config_json = serde_json::to_string(&module.config).expect("a TOML table converts to JSON");
         modules.push(ModuleSummary {
             name: name.clone(),

@@ -37,10 +37,22 @@ pub struct Measurement {
 /// (`base_time_ms`, written as seconds), then one record per measurement.
 pub fn encode(base_name_mac: &str, base_time_ms: u64, measurements: &[Measurement]) -> Vec<u8> {
     let mac: String = base_name_mac.chars().filter(|c| *c != ':').collect::<String>().to_lowercase();
+    encode_with_base_name(Some(&format!("urn:dev:mac:{mac}:")), base_time_ms, measurements)
+}
+
+/// The SenML pack for `measurements` under any base name, or none: for a
+/// pack that must not say which device it came from.
+pub fn encode_with_base_name(
+    base_name: Option<&str>,
+    base_time_ms: u64,
+    measurements: &[Measurement],
+) -> Vec<u8> {
     let records = measurements.iter().enumerate().map(|(i, m)| {
         let mut fields = Vec::with_capacity(5);
         if i == 0 {
-            fields.push((int(BASE_NAME), Value::Text(format!("urn:dev:mac:{mac}:"))));
+            if let Some(base_name) = base_name {
+                fields.push((int(BASE_NAME), Value::Text(base_name.to_string())));
+            }
             fields.push((int(BASE_TIME), Value::Float(base_time_ms as f64 / 1000.0)));
         }
         fields.push((int(NAME), Value::Text(m.name.clone())));
@@ -149,6 +161,15 @@ mod tests {
         let first = &value.as_array().unwrap()[0];
         let base_name = first.as_map().unwrap().iter().find(|(k, _)| k == &int(BASE_NAME)).unwrap();
         assert_eq!(base_name.1, Value::Text("urn:dev:mac:a4c138000001:".into()));
+    }
+
+    /// A pack without a base name decodes with none, values and time intact.
+    #[test]
+    fn round_trip_without_base_name() {
+        let pack = decode(&encode_with_base_name(None, RECEIVED_MS, &measurements())).unwrap();
+        assert_eq!(pack.base_name, None);
+        assert_eq!(pack.measurements, measurements());
+        assert_eq!(pack.base_time_ms, Some(RECEIVED_MS));
     }
 
     /// Garbage is an error, not a panic.
