@@ -52,11 +52,51 @@ pub struct Counters {
     pub outbox_rejected: AtomicU64,
     /// Messages the full outbox evicted (`overflow = "drop-oldest"`).
     pub outbox_evicted: AtomicU64,
+    /// BLE advertisements heard from configured sensors (each one BlueZ
+    /// reported; bad BTHome data among them is counted in `decode_errors`).
+    pub ble_advertisements_matched: AtomicU64,
+    /// Devices BlueZ reported that are not configured sensors (ignored;
+    /// counted once per appearance: their further advertisements are not
+    /// even listened to).
+    pub ble_devices_ignored: AtomicU64,
+    /// GATT connections to signed sensors established and subscribed.
+    pub ble_connects: AtomicU64,
+    /// Connection attempts that failed (connect, service discovery or subscribe).
+    pub ble_connect_failures: AtomicU64,
+    /// Established connections that were lost.
+    pub ble_disconnects: AtomicU64,
+    /// Connection attempts after a failure or a loss.
+    pub ble_reconnect_attempts: AtomicU64,
+    /// Notifications (signed readings) received over GATT.
+    pub ble_notifications: AtomicU64,
+    /// Times the adapter became unusable (missing, powered off, BlueZ gone).
+    pub ble_adapter_lost: AtomicU64,
+    /// Times it became usable again after such a wait.
+    pub ble_adapter_recovered: AtomicU64,
+    /// BlueZ sessions started over after an error.
+    pub ble_session_restarts: AtomicU64,
+    /// Times the watchdog restarted listening after silence.
+    pub ble_watchdog_restarts: AtomicU64,
+    /// 1 while an advertisement monitor (passive scanning) is registered.
+    pub ble_passive_scan: AtomicU64,
+    /// 1 while active discovery runs.
+    pub ble_active_discovery: AtomicU64,
 }
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Set a gauge.
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
+    }
+
+    /// Whether the counter `name` (as [`Counters::snapshot`] names it) is a
+    /// gauge, which may go down, rather than a total.
+    pub fn is_gauge(name: &str) -> bool {
+        matches!(name, "uplink_connected" | "ble_passive_scan" | "ble_active_discovery")
     }
 
     /// A snapshot as `name value` pairs, for logs and `--json` output.
@@ -78,6 +118,19 @@ impl Counters {
             ("uplink_connected", get(&self.uplink_connected)),
             ("outbox_rejected", get(&self.outbox_rejected)),
             ("outbox_evicted", get(&self.outbox_evicted)),
+            ("ble_advertisements_matched", get(&self.ble_advertisements_matched)),
+            ("ble_devices_ignored", get(&self.ble_devices_ignored)),
+            ("ble_connects", get(&self.ble_connects)),
+            ("ble_connect_failures", get(&self.ble_connect_failures)),
+            ("ble_disconnects", get(&self.ble_disconnects)),
+            ("ble_reconnect_attempts", get(&self.ble_reconnect_attempts)),
+            ("ble_notifications", get(&self.ble_notifications)),
+            ("ble_adapter_lost", get(&self.ble_adapter_lost)),
+            ("ble_adapter_recovered", get(&self.ble_adapter_recovered)),
+            ("ble_session_restarts", get(&self.ble_session_restarts)),
+            ("ble_watchdog_restarts", get(&self.ble_watchdog_restarts)),
+            ("ble_passive_scan", get(&self.ble_passive_scan)),
+            ("ble_active_discovery", get(&self.ble_active_discovery)),
         ]
     }
 }
