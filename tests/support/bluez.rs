@@ -307,6 +307,18 @@ impl Bluez {
             .unwrap_or(false)
     }
 
+    /// Whether `hci0` offers advertisement monitors (passive scanning),
+    /// now and when plugged in again; off unless a test turns it on.
+    pub fn set_monitor_support(&self, on: bool) {
+        let _: () = self.call("SetMonitorSupport", (ADAPTER, on));
+    }
+
+    /// Advertisement monitors registered and activated on `hci0`.
+    pub fn active_monitors(&self) -> u32 {
+        let (n,): (u32,) = self.call("ActiveMonitors", (ADAPTER,));
+        n
+    }
+
     /// The discovery filter a client last set on `hci0`.
     pub fn discovery_filter(&self) -> PropMap {
         let (filter,): (PropMap,) = self.call("DiscoveryFilter", (ADAPTER,));
@@ -347,6 +359,20 @@ impl Gateway {
     /// [`wait_for`], showing the gateway's log on timeout.
     pub fn wait_for<T>(&self, what: &str, limit: Duration, probe: impl FnMut() -> Option<T>) -> T {
         wait_for(what, limit, || format!("gateway log:\n{}", self.log()), probe)
+    }
+
+    /// The counter `name` in the status.json the gateway with state
+    /// folder `state` writes every few seconds, once written.
+    pub fn counter(state: &Path, name: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(state.join("status.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["counters"][name].as_u64()
+    }
+
+    /// Wait until status.json in `state` shows the counter `name` at `at_least` or more.
+    pub fn wait_for_counter(&self, state: &Path, name: &str, at_least: u64) -> u64 {
+        self.wait_for(&format!("status.json {name} >= {at_least}"), Duration::from_secs(60), || {
+            Self::counter(state, name).filter(|n| *n >= at_least)
+        })
     }
 
     /// Wait until the gateway logged `text`.
