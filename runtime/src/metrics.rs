@@ -70,7 +70,7 @@ mod tests {
     fn counters_and_gauges_are_typed() {
         let counters = Counters::default();
         Counters::add(&counters.ble_notifications, 3);
-        Counters::set(&counters.ble_passive_scan, 1);
+        Counters::add(&counters.ble_passive_scan, 1);
         let text = render(&counters, None);
         assert!(text.contains(
             "# TYPE edgeward_ble_notifications_total counter\nedgeward_ble_notifications_total 3\n"

@@ -77,20 +77,15 @@ pub struct Counters {
     pub ble_session_restarts: AtomicU64,
     /// Times the watchdog restarted listening after silence.
     pub ble_watchdog_restarts: AtomicU64,
-    /// 1 while an advertisement monitor (passive scanning) is registered.
+    /// Advertisement monitors registered (passive scanning): 1 while it runs.
     pub ble_passive_scan: AtomicU64,
-    /// 1 while active discovery runs.
+    /// Discoveries running (active scanning): 1 while it runs.
     pub ble_active_discovery: AtomicU64,
 }
 
 impl Counters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Set a gauge.
-    pub fn set(gauge: &AtomicU64, value: u64) {
-        gauge.store(value, Ordering::Relaxed);
     }
 
     /// Whether the counter `name` (as [`Counters::snapshot`] names it) is a

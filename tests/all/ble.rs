@@ -265,6 +265,25 @@ fn passive_scanning_when_bluez_offers_monitors() {
     assert_eq!(gateway.stop(), 0);
 }
 
+/// A BlueZ restart forgets the monitor without telling: noticed (its bus
+/// name changed hands, or it was gone), a new one is registered, passively again.
+#[test]
+fn bluez_restart_is_survived_passively() {
+    let mut bluez = Bluez::start();
+    bluez.set_monitor_support(true);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("an active monitor", START, || (bluez.active_monitors() >= 1).then_some(()));
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 19.0);
+
+    bluez.restart();
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 19.5);
+    assert!(bluez.active_monitors() >= 1);
+    assert_eq!(bluez.discovery_starts(), 0, "passive again, not active");
+    gateway.wait_for_counter(&dir.path().join("state"), "ble_session_restarts", 1);
+    assert_eq!(gateway.stop(), 0);
+}
+
 /// `scan = "passive"` where BlueZ offers no monitor: an error names the
 /// problem, nothing scans actively, and once BlueZ offers monitors the
 /// source's retries pick them up.

@@ -160,6 +160,8 @@ pub struct Bluez {
     // the folder holding the bus's socket and the logs.
     conn: Connection,
     mock: Option<Guarded>,
+    /// Whether `hci0` offers advertisement monitors, kept across a restart.
+    monitors: std::cell::Cell<bool>,
     _bus: Guarded,
     dir: tempfile::TempDir,
     address: String,
@@ -186,7 +188,7 @@ impl Bluez {
             channel.register().ok()?;
             Some(Connection::from(channel))
         });
-        let mut bluez = Bluez { conn, mock: None, _bus: bus, dir, address };
+        let mut bluez = Bluez { conn, mock: None, monitors: false.into(), _bus: bus, dir, address };
         bluez.start_emulator();
         bluez.add_adapter(ADAPTER);
         bluez
@@ -228,12 +230,16 @@ impl Bluez {
     }
 
     /// BlueZ restarts: the emulator leaves the bus (its name vanishes) and a
-    /// fresh one takes `org.bluez`, with adapter `hci0` again.
+    /// fresh one takes `org.bluez`, with adapter `hci0` again (offering
+    /// advertisement monitors if it did), but no discovery or monitor of any client.
     pub fn restart(&mut self) {
         if let Some(mut mock) = self.mock.take() {
             mock.stop(Duration::from_secs(10));
         }
         self.start_emulator();
+        if self.monitors.get() {
+            self.set_monitor_support(true);
+        }
         self.add_adapter(ADAPTER);
     }
 
@@ -310,6 +316,7 @@ impl Bluez {
     /// Whether `hci0` offers advertisement monitors (passive scanning),
     /// now and when plugged in again; off unless a test turns it on.
     pub fn set_monitor_support(&self, on: bool) {
+        self.monitors.set(on);
         let _: () = self.call("SetMonitorSupport", (ADAPTER, on));
     }
 

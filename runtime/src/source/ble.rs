@@ -366,19 +366,21 @@ fn bthome_pattern() -> Pattern {
     Pattern::new(AD_SERVICE_DATA_16, 0, &bthome::SERVICE_UUID16.to_le_bytes())
 }
 
-/// Holds a gauge at 1 for as long as it lives.
+/// Counts itself in a gauge for as long as it lives. Counted rather than
+/// set, so a source being replaced (at a reload) and its successor overlap
+/// without one zeroing the other's gauge.
 struct Raised<'a>(&'a AtomicU64);
 
 impl<'a> Raised<'a> {
     fn new(gauge: &'a AtomicU64) -> Self {
-        Counters::set(gauge, 1);
+        Counters::add(gauge, 1);
         Raised(gauge)
     }
 }
 
 impl Drop for Raised<'_> {
     fn drop(&mut self) {
-        Counters::set(self.0, 0);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
