@@ -4,9 +4,10 @@
 //! Sensors are matched by the address in the configuration; anything else
 //! BlueZ reports is ignored after one map lookup. Two kinds:
 //!
-//! - **BTHome** (`format = "bthome"`): LE discovery runs with duplicate data,
-//!   so BlueZ reports every advertisement and not only changed ones; the
-//!   service data for 0xFCD2 of each becomes a [`Payload::ServiceData`] frame.
+//! - **BTHome** (`format = "bthome"`): BlueZ reports every advertisement and
+//!   not only changed ones (a monitor, or discovery with duplicate data; see
+//!   below); the service data for 0xFCD2 of each becomes a
+//!   [`Payload::ServiceData`] frame.
 //! - **Signed GATT** (`format = "signed-gatt"`): the source connects to the
 //!   sensor, subscribes to the reading characteristic of the edgeward sensor
 //!   service ([`SENSOR_SERVICE_UUID`], [`READING_CHARACTERISTIC_UUID`]) and
@@ -26,7 +27,7 @@
 //! connects only to devices it has found, and a signed sensor need not
 //! advertise anything a pattern could match, so discovery still runs, in
 //! passive mode, while a signed sensor is not connected. Elsewhere the
-//! source runs *active* LE discovery with duplicate data, as before.
+//! source runs *active* LE discovery with duplicate data.
 //! Readings come from the devices' ServiceData property changes either way.
 //!
 //! Counters (advertisements, connections, notifications, adapter losses,
@@ -36,7 +37,7 @@
 //! the adapter is removed or powered off, or BlueZ goes away (its D-Bus name
 //! vanishes, as in a restart), the source drops them, waits for the adapter
 //! to be back and starts over, without a gateway restart. A watchdog restarts
-//! discovery when no advertisement at all arrived for `[ble] watchdog-s`
+//! discovery (and the monitor) when no advertisement at all arrived for `[ble] watchdog-s`
 //! while sensors wait on advertisements: a stalled controller goes quiet
 //! without reporting any error.
 
@@ -762,7 +763,7 @@ async fn check_powered(adapter: &Adapter) -> anyhow::Result<()> {
 }
 
 /// Forward `device`'s BTHome service data, one frame per advertisement,
-/// until BlueZ forgets the device (discovery then finds it again).
+/// until BlueZ forgets the device (discovery or the monitor then finds it again).
 async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
     let address = device.address();
     // Subscribe before reading the current data, so nothing newer is missed.
@@ -868,7 +869,7 @@ async fn keep_connected(
     let mut backoff = Backoff::new(CONNECT_BACKOFF);
     let mut attempted = false;
     loop {
-        // BlueZ connects only to a device it knows, i.e. one discovery found.
+        // BlueZ connects only to a device it knows, i.e. one discovery (or a monitor) found.
         if !matches!(timeout(CALL_TIMEOUT, device.address_type()).await, Ok(Ok(_))) {
             tracing::debug!(sensor = %sensor, "BLE: waiting for the sensor to advertise");
             let _ = timeout(UNSEEN_RECHECK, seen.notified()).await;
