@@ -45,7 +45,6 @@ use crate::clock::Clock;
 use crate::config::{BleConfig, ScanMode, SensorFormat, format_mac};
 use crate::decode::{Frame, Payload, bthome};
 use crate::telemetry::Counters;
-use anyhow::{Context as _, anyhow, bail};
 use bluer::gatt::remote::Characteristic;
 use bluer::monitor::{Monitor, MonitorEvent, MonitorHandle, MonitorManager, Pattern, RssiSamplingPeriod};
 use bluer::{
@@ -82,6 +81,64 @@ pub const BTHOME_UUID: Uuid = Uuid::from_u128(0x0000fcd2_0000_1000_8000_00805f9b
 const MONITOR_MANAGER: &str = "org.bluez.AdvertisementMonitorManager1";
 /// AD type "Service Data - 16-bit UUID": the UUID little-endian, then the data.
 const AD_SERVICE_DATA_16: u8 = 0x16;
+
+/// What goes wrong in the BLE source. Nothing here ends it: the source logs
+/// the error with its causes ([`chain`]), counts it, and starts the session
+/// or the connection over.
+#[derive(Debug, thiserror::Error)]
+pub enum BleError {
+    /// A BlueZ call failed.
+    #[error("{doing}")]
+    Bluez {
+        doing: String,
+        #[source]
+        source: bluer::Error,
+    },
+    /// BlueZ (or a device through it) did not answer in time.
+    #[error("{what} within {} s", .limit.as_secs())]
+    Timeout { what: &'static str, limit: Duration },
+    /// The adapter, or BlueZ itself, is missing or went away: `why` says which.
+    #[error("{why}")]
+    Gone { why: String },
+    /// A D-Bus call that bluer does not offer failed.
+    #[error("{doing}: {message}")]
+    DBus { doing: &'static str, message: String },
+    /// `scan = "passive"`, and BlueZ offers no advertisement monitor on the adapter.
+    #[error("passive scanning is not available on {adapter}")]
+    PassiveUnavailable { adapter: String },
+    /// A connected device lacks the edgeward sensor service or its characteristic.
+    #[error("{why}")]
+    NotASensor { why: String },
+}
+
+type Result<T, E = BleError> = std::result::Result<T, E>;
+
+/// Names what a failed BlueZ call was doing.
+trait Doing<T> {
+    fn doing(self, doing: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Doing<T> for bluer::Result<T> {
+    fn doing(self, doing: impl Into<String>) -> Result<T> {
+        self.map_err(|source| BleError::Bluez { doing: doing.into(), source })
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`, as the log shows it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn gone(why: impl Into<String>) -> BleError {
+    BleError::Gone { why: why.into() }
+}
 
 /// A sensor the source listens to.
 #[derive(Debug, Clone)]
@@ -149,7 +206,7 @@ pub async fn run(
                 }
                 let delay = backoff.next();
                 let restarts = ctx.counters.ble_session_restarts.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(restarts, "BLE: {e:#}; starting over in {:.1} s", delay.as_secs_f64());
+                tracing::warn!(restarts, "BLE: {}; starting over in {:.1} s", chain(&e), delay.as_secs_f64());
                 sleep(delay).await;
             }
         }
@@ -236,8 +293,8 @@ impl Ctx {
 
 /// One BlueZ session: wait for the adapter, then run on it until it fails.
 /// `Ok` only when the router is gone.
-async fn run_session(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
-    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+async fn run_session(ctx: &Arc<Ctx>) -> Result<()> {
+    let session = Session::new().await.doing("cannot reach the system D-Bus")?;
     match wait_for_adapter(&session, ctx).await? {
         Some(adapter) => run_adapter(&session, &adapter, ctx).await,
         None => Ok(()),
@@ -281,15 +338,15 @@ async fn find_adapter(session: &Session, name: Option<&str>) -> bluer::Result<(A
 /// The configured (or default) adapter once it exists and is powered
 /// (`None` if the router goes away meanwhile). Waiting is logged at WARN
 /// when it starts (and when its reason changes); its end at INFO.
-async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option<Adapter>> {
+async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> Result<Option<Adapter>> {
     let configured = ctx.config.adapter.as_ref().map(|a| a.get_ref().clone());
     // Adapter announcements end the wait early; polling covers BlueZ coming
     // back, whose start-up announcements may precede our subscription.
-    let mut announcements = Some(Box::pin(session.events().await.context("subscribing to BlueZ")?));
+    let mut announcements = Some(Box::pin(session.events().await.doing("subscribing to BlueZ")?));
     let mut waiting_since: Option<(Instant, String)> = None;
     loop {
         let why = match timeout(CALL_TIMEOUT, find_adapter(session, configured.as_deref())).await {
-            Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+            Err(_) => return Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
             Ok(Ok((adapter, true))) => {
                 if let Some((since, _)) = waiting_since {
                     Counters::add(&ctx.counters.ble_adapter_recovered, 1);
@@ -304,7 +361,12 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option
             Ok(Ok((adapter, false))) => format!("Bluetooth adapter {} is powered off", adapter.name()),
             Ok(Err(e)) => match absent(&e, configured.as_deref()) {
                 Some(why) => why,
-                None => return Err(anyhow!(e).context("looking for the Bluetooth adapter")),
+                None => {
+                    return Err(BleError::Bluez {
+                        doing: "looking for the Bluetooth adapter".into(),
+                        source: e,
+                    });
+                }
             },
         };
         if ctx.frames.is_closed() {
@@ -350,7 +412,7 @@ enum ListenEnd {
 
 /// Set `adapter`'s discovery to LE with duplicate data, so every
 /// advertisement arrives and not only the first of each device.
-pub async fn hear_every_advertisement(adapter: &Adapter) -> anyhow::Result<()> {
+pub async fn hear_every_advertisement(adapter: &Adapter) -> Result<()> {
     adapter
         .set_discovery_filter(DiscoveryFilter {
             transport: DiscoveryTransport::Le,
@@ -358,7 +420,7 @@ pub async fn hear_every_advertisement(adapter: &Adapter) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .context("setting the discovery filter")
+        .doing("setting the discovery filter")
 }
 
 /// The advertisement monitor pattern for BTHome: service data whose 16-bit
@@ -395,10 +457,9 @@ struct Discovery<'a> {
 }
 
 impl<'a> Discovery<'a> {
-    async fn start(adapter: &Adapter, counters: &'a Counters) -> anyhow::Result<Discovery<'a>> {
-        let replayed =
-            adapter.device_addresses().await.context("listing known devices")?.into_iter().collect();
-        let events = adapter.discover_devices().await.context("starting discovery")?;
+    async fn start(adapter: &Adapter, counters: &'a Counters) -> Result<Discovery<'a>> {
+        let replayed = adapter.device_addresses().await.doing("listing known devices")?.into_iter().collect();
+        let events = adapter.discover_devices().await.doing("starting discovery")?;
         Ok(Discovery {
             events: Box::pin(events),
             replayed,
@@ -417,11 +478,14 @@ struct Passive<'a> {
 impl<'a> Passive<'a> {
     /// Register a monitor for BTHome service data on `adapter`: BlueZ then
     /// reports matching devices, and their advertisements, without a discovery.
-    async fn start(adapter: &Adapter, counters: &'a Counters) -> anyhow::Result<Passive<'a>> {
+    async fn start(adapter: &Adapter, counters: &'a Counters) -> Result<Passive<'a>> {
         let manager = timeout(CALL_TIMEOUT, adapter.monitor())
             .await
-            .map_err(|_| anyhow!("BlueZ did not answer RegisterMonitor within {} s", CALL_TIMEOUT.as_secs()))?
-            .context("registering an advertisement monitor")?;
+            .map_err(|_| BleError::Timeout {
+                what: "BlueZ did not answer RegisterMonitor",
+                limit: CALL_TIMEOUT,
+            })?
+            .doing("registering an advertisement monitor")?;
         let monitor = Monitor {
             patterns: Some(vec![bthome_pattern()]),
             // Every advertisement, not one per period: each BTHome one is a reading.
@@ -431,13 +495,11 @@ impl<'a> Passive<'a> {
         // bluer waits for BlueZ to activate the monitor, without a deadline of its own.
         let events = timeout(CALL_TIMEOUT, manager.register(monitor))
             .await
-            .map_err(|_| {
-                anyhow!(
-                    "BlueZ did not activate the advertisement monitor within {} s",
-                    CALL_TIMEOUT.as_secs()
-                )
+            .map_err(|_| BleError::Timeout {
+                what: "BlueZ did not activate the advertisement monitor",
+                limit: CALL_TIMEOUT,
             })?
-            .context("BlueZ refused the advertisement monitor")?;
+            .doing("BlueZ refused the advertisement monitor")?;
         Ok(Passive { events, _manager: manager, _running: Raised::new(&counters.ble_passive_scan) })
     }
 }
@@ -447,11 +509,11 @@ impl<'a> Passive<'a> {
 struct Probe(Arc<Mutex<dbus::blocking::Connection>>);
 
 impl Probe {
-    async fn open() -> anyhow::Result<Probe> {
+    async fn open() -> Result<Probe> {
         let conn = tokio::task::spawn_blocking(dbus::blocking::Connection::new_system)
             .await
-            .context("opening a D-Bus connection")?
-            .map_err(|e| anyhow!("cannot reach the system D-Bus: {e}"))?;
+            .map_err(|e| BleError::DBus { doing: "opening a D-Bus connection", message: e.to_string() })?
+            .map_err(|e| BleError::DBus { doing: "cannot reach the system D-Bus", message: e.to_string() })?;
         Ok(Probe(Arc::new(Mutex::new(conn))))
     }
 
@@ -466,7 +528,7 @@ impl Probe {
     }
 
     /// Whether BlueZ offers advertisement monitors with `or_patterns` on `adapter`.
-    async fn offers_or_patterns(&self, adapter: &str) -> anyhow::Result<bool> {
+    async fn offers_or_patterns(&self, adapter: &str) -> Result<bool> {
         use dbus::blocking::stdintf::org_freedesktop_dbus::Properties as _;
         let path = format!("/org/bluez/{adapter}");
         let types = self
@@ -490,12 +552,15 @@ impl Probe {
             {
                 Ok(false)
             }
-            Err(e) => bail!("asking BlueZ about advertisement monitors: {e}"),
+            Err(e) => Err(BleError::DBus {
+                doing: "asking BlueZ about advertisement monitors",
+                message: e.to_string(),
+            }),
         }
     }
 
     /// The unique bus name owning `org.bluez`: a new one means BlueZ restarted.
-    async fn bluez_owner(&self) -> anyhow::Result<String> {
+    async fn bluez_owner(&self) -> Result<String> {
         self.call(|conn| {
             let (owner,): (String,) = conn
                 .with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", CALL_TIMEOUT)
@@ -503,7 +568,7 @@ impl Probe {
             Ok(owner)
         })
         .await
-        .map_err(|e| anyhow!("looking up who serves org.bluez: {e}"))
+        .map_err(|e| BleError::DBus { doing: "looking up who serves org.bluez", message: e.to_string() })
     }
 }
 
@@ -512,7 +577,7 @@ impl Probe {
 /// BlueZ offers no monitor: the operator asked for no scan requests, so
 /// the source does not send them behind their back; it retries instead
 /// (BlueZ may be upgraded, or restarted with its experimental features).
-async fn choose_passive(name: &str, ctx: &Ctx, probe: &Probe) -> anyhow::Result<bool> {
+async fn choose_passive(name: &str, ctx: &Ctx, probe: &Probe) -> Result<bool> {
     let offered = probe.offers_or_patterns(name).await?;
     match (ctx.config.scan, offered) {
         (_, true) => {
@@ -525,7 +590,7 @@ async fn choose_passive(name: &str, ctx: &Ctx, probe: &Probe) -> anyhow::Result<
                 "BLE: scan = \"passive\" but BlueZ offers no advertisement monitor (or_patterns) on {name}; \
                  not scanning (set scan = \"auto\" to fall back to active discovery)"
             );
-            bail!("passive scanning is not available on {name}")
+            Err(BleError::PassiveUnavailable { adapter: name.to_string() })
         }
         (_, false) => {
             tracing::info!(
@@ -551,7 +616,7 @@ struct Devices<'a> {
 impl Devices<'_> {
     /// BlueZ reports `found`; `fresh` unless it is a discovery's replay of
     /// a device it knew already.
-    fn found(&mut self, found: Address, fresh: bool) -> anyhow::Result<()> {
+    fn found(&mut self, found: Address, fresh: bool) -> Result<()> {
         if fresh {
             self.ctx.heard_now();
         }
@@ -560,7 +625,7 @@ impl Devices<'_> {
         }
         match self.ctx.advertising.get(&found) {
             Some(sensor) if self.watchers.get(&found).is_none_or(AbortHandle::is_finished) => {
-                let device = self.adapter.device(found).context("a device handle")?;
+                let device = self.adapter.device(found).doing("a device handle")?;
                 let handle = self.tasks.spawn(watch_advertisements(device, sensor.clone(), self.ctx.clone()));
                 self.watchers.insert(found, handle);
             }
@@ -576,11 +641,11 @@ impl Devices<'_> {
 /// Listen on `adapter` (passively or by discovery) for the configured
 /// sensors' advertisements and keep the signed sensors connected, until the
 /// adapter fails. `Ok` only when the router is gone.
-async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> Result<()> {
     let name = adapter.name().to_string();
     let address = adapter.address().await.map(|a| a.to_string()).unwrap_or_default();
     hear_every_advertisement(adapter).await?;
-    let mut removals = Box::pin(session.events().await.context("subscribing to BlueZ")?);
+    let mut removals = Box::pin(session.events().await.doing("subscribing to BlueZ")?);
     let probe = match ctx.config.scan {
         ScanMode::Active => {
             tracing::info!(adapter = %name, "BLE: active discovery with duplicate data (scan = \"active\")");
@@ -623,11 +688,11 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
             match Passive::start(adapter, &ctx.counters).await {
                 Ok(started) => monitor = Some(started),
                 Err(e) if ctx.config.scan == ScanMode::Auto => {
-                    tracing::warn!(adapter = %name, "BLE: {e:#}; falling back to active discovery");
+                    tracing::warn!(adapter = %name, "BLE: {}; falling back to active discovery", chain(&e));
                     passive = false;
                 }
                 Err(e) => {
-                    tracing::error!(adapter = %name, "BLE: passive scanning failed: {e:#}");
+                    tracing::error!(adapter = %name, "BLE: passive scanning failed: {}", chain(&e));
                     return Err(e);
                 }
             }
@@ -669,10 +734,10 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
                 },
                 event = removals.next() => match event {
                     Some(SessionEvent::AdapterRemoved(removed)) if removed == name => {
-                        bail!("Bluetooth adapter {name} was removed");
+                        return Err(gone(format!("Bluetooth adapter {name} was removed")));
                     }
                     Some(_) => {}
-                    None => bail!("lost the BlueZ event stream"),
+                    None => return Err(gone("lost the BlueZ event stream")),
                 },
                 _ = checks.tick() => {
                     if ctx.frames.is_closed() {
@@ -685,12 +750,12 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
                     if discovery.is_some()
                         && !matches!(timeout(CALL_TIMEOUT, adapter.is_discovering()).await, Ok(Ok(true)))
                     {
-                        bail!("BlueZ is no longer discovering for us (was it restarted?)");
+                        return Err(gone("BlueZ is no longer discovering for us (was it restarted?)"));
                     }
                     if let (Some(probe), Some(owner)) = (&probe, &owner)
                         && probe.bluez_owner().await.ok().as_ref() != Some(owner)
                     {
-                        bail!("BlueZ's D-Bus name changed hands (was it restarted?)");
+                        return Err(gone("BlueZ's D-Bus name changed hands (was it restarted?)"));
                     }
                     while let Some(done) = devices.tasks.try_join_next() {
                         if let Err(e) = done && e.is_panic() {
@@ -753,12 +818,14 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
 }
 
 /// Fail unless the adapter answers and is powered.
-async fn check_powered(adapter: &Adapter) -> anyhow::Result<()> {
+async fn check_powered(adapter: &Adapter) -> Result<()> {
     match timeout(CALL_TIMEOUT, adapter.is_powered()).await {
-        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Err(_) => Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => bail!("Bluetooth adapter {} was powered off", adapter.name()),
-        Ok(Err(e)) => Err(anyhow!(e).context(format!("Bluetooth adapter {} is gone", adapter.name()))),
+        Ok(Ok(false)) => Err(gone(format!("Bluetooth adapter {} was powered off", adapter.name()))),
+        Ok(Err(source)) => {
+            Err(BleError::Bluez { doing: format!("Bluetooth adapter {} is gone", adapter.name()), source })
+        }
     }
 }
 
@@ -904,7 +971,7 @@ async fn keep_connected(
             }
             Err(e) => {
                 let failures = ctx.counters.ble_connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {e:#}");
+                tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {}", chain(&e));
             }
         }
         // Leave no half-open link behind (say, a sensor without the service).
@@ -922,22 +989,22 @@ async fn keep_connected(
 
 /// One connection: connect, find the reading characteristic, subscribe and
 /// forward notifications until the link or the subscription goes away.
-async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<Ended> {
+async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> Result<Ended> {
     // Subscribed before connecting, so a disconnect is never missed.
-    let mut events = Box::pin(device.events().await.context("watching the device")?);
-    if !device.is_connected().await.context("reading the connection state")? {
+    let mut events = Box::pin(device.events().await.doing("watching the device")?);
+    if !device.is_connected().await.doing("reading the connection state")? {
         tracing::info!(sensor, "BLE: connecting");
         match timeout(CONNECT_TIMEOUT, device.connect()).await {
-            Err(_) => bail!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            Err(_) => return Err(BleError::Timeout { what: "no connection", limit: CONNECT_TIMEOUT }),
             // Left connected by an earlier run of the gateway: use it.
             Ok(Err(e)) if e.kind == ErrorKind::AlreadyConnected => {}
-            Ok(result) => result.context("connecting")?,
+            Ok(result) => result.doing("connecting")?,
         }
     }
     let characteristic = timeout(CONNECT_TIMEOUT, reading_characteristic(device))
         .await
-        .map_err(|_| anyhow!("GATT services not resolved within {} s", CONNECT_TIMEOUT.as_secs()))??;
-    let notifications = characteristic.notify().await.context("subscribing to readings")?;
+        .map_err(|_| BleError::Timeout { what: "GATT services not resolved", limit: CONNECT_TIMEOUT })??;
+    let notifications = characteristic.notify().await.doing("subscribing to readings")?;
     let mut notifications = Box::pin(notifications);
     let _connected = Connected::new(&ctx.connected);
     Counters::add(&ctx.counters.ble_connects, 1);
@@ -982,19 +1049,28 @@ async fn lost(device: &Device) -> &'static str {
 
 /// The reading characteristic of the edgeward sensor service on a connected
 /// device (waits for BlueZ to resolve the services).
-async fn reading_characteristic(device: &Device) -> anyhow::Result<Characteristic> {
-    for service in device.services().await.context("resolving GATT services")? {
-        if service.uuid().await? != SENSOR_SERVICE_UUID {
+async fn reading_characteristic(device: &Device) -> Result<Characteristic> {
+    const READING: &str = "reading the GATT database";
+    for service in device.services().await.doing("resolving GATT services")? {
+        if service.uuid().await.doing(READING)? != SENSOR_SERVICE_UUID {
             continue;
         }
-        for characteristic in service.characteristics().await? {
-            if characteristic.uuid().await? == READING_CHARACTERISTIC_UUID {
+        for characteristic in service.characteristics().await.doing(READING)? {
+            if characteristic.uuid().await.doing(READING)? == READING_CHARACTERISTIC_UUID {
                 return Ok(characteristic);
             }
         }
-        bail!("the edgeward sensor service has no reading characteristic {READING_CHARACTERISTIC_UUID}");
+        return Err(BleError::NotASensor {
+            why: format!(
+                "the edgeward sensor service has no reading characteristic {READING_CHARACTERISTIC_UUID}"
+            ),
+        });
     }
-    bail!("no edgeward sensor service {SENSOR_SERVICE_UUID}: not a signed sensor, or another firmware")
+    Err(BleError::NotASensor {
+        why: format!(
+            "no edgeward sensor service {SENSOR_SERVICE_UUID}: not a signed sensor, or another firmware"
+        ),
+    })
 }
 
 /// Counts a live subscription for as long as it exists.
@@ -1043,15 +1119,15 @@ impl Backoff {
 /// The adapter named `name`, or BlueZ's default one, for a one-off tool
 /// (`edgeward scan`); an error that says what is missing when it is absent
 /// or powered off.
-pub async fn open_adapter(name: Option<&str>) -> anyhow::Result<Adapter> {
-    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+pub async fn open_adapter(name: Option<&str>) -> Result<Adapter> {
+    let session = Session::new().await.doing("cannot reach the system D-Bus")?;
     match timeout(CALL_TIMEOUT, find_adapter(&session, name)).await {
-        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Err(_) => Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
         Ok(Ok((adapter, true))) => Ok(adapter),
-        Ok(Ok((adapter, false))) => bail!("Bluetooth adapter {} is powered off", adapter.name()),
+        Ok(Ok((adapter, false))) => Err(gone(format!("Bluetooth adapter {} is powered off", adapter.name()))),
         Ok(Err(e)) => match absent(&e, name) {
-            Some(why) => bail!("{why}"),
-            None => Err(anyhow!(e).context("looking for the Bluetooth adapter")),
+            Some(why) => Err(gone(why)),
+            None => Err(BleError::Bluez { doing: "looking for the Bluetooth adapter".into(), source: e }),
         },
     }
 }
