@@ -10,16 +10,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Counters that only go up are `_total` counters; the rest are gauges.
-fn is_gauge(name: &str) -> bool {
-    name == "uplink_connected"
-}
-
 /// The exposition text for the current state.
 pub fn render(counters: &Counters, outbox: Option<&Outbox>) -> String {
     let mut out = String::new();
     for (name, value) in counters.snapshot() {
-        if is_gauge(name) {
+        // Counters that only go up are `_total` counters; the rest are gauges.
+        if Counters::is_gauge(name) {
             let _ = writeln!(out, "# TYPE edgeward_{name} gauge\nedgeward_{name} {value}");
         } else {
             let _ = writeln!(out, "# TYPE edgeward_{name}_total counter\nedgeward_{name}_total {value}");
@@ -97,5 +93,26 @@ pub async fn serve(listener: TcpListener, counters: Arc<Counters>, outbox: Optio
             };
             let _ = stream.write_all(response.as_bytes()).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Totals get `_total` and a counter type; gauges (uplink, BLE scanning) keep their name.
+    #[test]
+    fn counters_and_gauges_are_typed() {
+        let counters = Counters::default();
+        Counters::add(&counters.ble_notifications, 3);
+        Counters::add(&counters.ble_passive_scan, 1);
+        let text = render(&counters, None);
+        assert!(text.contains(
+            "# TYPE edgeward_ble_notifications_total counter\nedgeward_ble_notifications_total 3\n"
+        ));
+        assert!(text.contains("# TYPE edgeward_ble_passive_scan gauge\nedgeward_ble_passive_scan 1\n"));
+        assert!(text.contains("edgeward_ble_active_discovery 0\n"));
+        assert!(text.contains("edgeward_uplink_connected 0\n"));
+        assert!(!text.contains("edgeward_ble_passive_scan_total"));
     }
 }

@@ -65,6 +65,35 @@ pub struct Counters {
     /// Messages refused because `state.db` could not be written (disk full,
     /// I/O error): never accepted.
     pub outbox_write_refused: AtomicU64,
+    /// BLE advertisements heard from configured sensors (each one BlueZ
+    /// reported; bad BTHome data among them is counted in `decode_errors`).
+    pub ble_advertisements_matched: AtomicU64,
+    /// Devices BlueZ reported that are not configured sensors (ignored;
+    /// counted once per appearance: their further advertisements are not
+    /// even listened to).
+    pub ble_devices_ignored: AtomicU64,
+    /// GATT connections to signed sensors established and subscribed.
+    pub ble_connects: AtomicU64,
+    /// Connection attempts that failed (connect, service discovery or subscribe).
+    pub ble_connect_failures: AtomicU64,
+    /// Established connections that were lost.
+    pub ble_disconnects: AtomicU64,
+    /// Connection attempts after a failure or a loss.
+    pub ble_reconnect_attempts: AtomicU64,
+    /// Notifications (signed readings) received over GATT.
+    pub ble_notifications: AtomicU64,
+    /// Times the adapter became unusable (missing, powered off, BlueZ gone).
+    pub ble_adapter_lost: AtomicU64,
+    /// Times it became usable again after such a wait.
+    pub ble_adapter_recovered: AtomicU64,
+    /// BlueZ sessions started over after an error.
+    pub ble_session_restarts: AtomicU64,
+    /// Times the watchdog restarted listening after silence.
+    pub ble_watchdog_restarts: AtomicU64,
+    /// Advertisement monitors registered (passive scanning): 1 while it runs.
+    pub ble_passive_scan: AtomicU64,
+    /// Discoveries running (active scanning): 1 while it runs.
+    pub ble_active_discovery: AtomicU64,
 }
 
 impl Counters {
@@ -106,6 +135,12 @@ impl Counters {
             .collect()
     }
 
+    /// Whether the counter `name` (as [`Counters::snapshot`] names it) is a
+    /// gauge, which may go down, rather than a total.
+    pub fn is_gauge(name: &str) -> bool {
+        matches!(name, "uplink_connected" | "ble_passive_scan" | "ble_active_discovery")
+    }
+
     /// A snapshot as `name value` pairs, for logs and `--json` output.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -129,6 +164,19 @@ impl Counters {
             ("outbox_rejected", get(&self.outbox_rejected)),
             ("outbox_evicted", get(&self.outbox_evicted)),
             ("outbox_write_refused", get(&self.outbox_write_refused)),
+            ("ble_advertisements_matched", get(&self.ble_advertisements_matched)),
+            ("ble_devices_ignored", get(&self.ble_devices_ignored)),
+            ("ble_connects", get(&self.ble_connects)),
+            ("ble_connect_failures", get(&self.ble_connect_failures)),
+            ("ble_disconnects", get(&self.ble_disconnects)),
+            ("ble_reconnect_attempts", get(&self.ble_reconnect_attempts)),
+            ("ble_notifications", get(&self.ble_notifications)),
+            ("ble_adapter_lost", get(&self.ble_adapter_lost)),
+            ("ble_adapter_recovered", get(&self.ble_adapter_recovered)),
+            ("ble_session_restarts", get(&self.ble_session_restarts)),
+            ("ble_watchdog_restarts", get(&self.ble_watchdog_restarts)),
+            ("ble_passive_scan", get(&self.ble_passive_scan)),
+            ("ble_active_discovery", get(&self.ble_active_discovery)),
         ]
     }
 }

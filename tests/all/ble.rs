@@ -195,6 +195,7 @@ fn signed_config(dir: &Path, wearables: &[&Wearable], ble: Table) -> PathBuf {
 
 /// BTHome advertisements of a configured sensor flow through its profile's
 /// rules to the uplink (and raise an alarm); strangers and garbage do not.
+/// BlueZ offers no advertisement monitor here: discovery is active.
 #[test]
 fn bthome_advertisements_flow_through_the_pipeline() {
     let bluez = Bluez::start();
@@ -227,6 +228,101 @@ fn bthome_advertisements_flow_through_the_pipeline() {
     });
     let uplink = json_lines(&dir.path().join("uplink.jsonl"));
     assert!(uplink.iter().all(|r| r["sensor"] == "kitchen"), "only the configured sensor: {uplink:?}");
+    assert!(
+        gateway.log().contains("active discovery with duplicate data: BlueZ offers no advertisement monitor")
+    );
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_advertisements_matched", 3);
+    gateway.wait_for_counter(&state, "ble_devices_ignored", 1);
+    gateway.wait_for_counter(&state, "decode_errors", 1);
+    gateway.wait_for_counter(&state, "ble_active_discovery", 1);
+    assert_eq!(Gateway::counter(&state, "ble_passive_scan"), Some(0));
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// Where BlueZ offers advertisement monitors, BTHome readings arrive through
+/// one (passive scanning) and no discovery is ever started.
+#[test]
+fn passive_scanning_when_bluez_offers_monitors() {
+    let bluez = Bluez::start();
+    bluez.set_monitor_support(true);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("an active monitor", START, || (bluez.active_monitors() >= 1).then_some(()));
+    let record = kitchen_reading(&bluez, &gateway, dir.path(), 1, 21.0);
+    assert_eq!(measurement(&record, "temperature"), Some(21.0));
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 21.5);
+    assert!(
+        gateway.log().contains("passive scanning: BlueZ offers advertisement monitors"),
+        "{}",
+        gateway.log()
+    );
+    assert_eq!(bluez.discovery_starts(), 0, "no discovery while passive");
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_passive_scan", 1);
+    gateway.wait_for_counter(&state, "ble_advertisements_matched", 2);
+    assert_eq!(Gateway::counter(&state, "ble_active_discovery"), Some(0));
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// A BlueZ restart forgets the monitor without telling: noticed (its bus
+/// name changed hands, or it was gone), a new one is registered, passively again.
+#[test]
+fn bluez_restart_is_survived_passively() {
+    let mut bluez = Bluez::start();
+    bluez.set_monitor_support(true);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), ""));
+    gateway.wait_for("an active monitor", START, || (bluez.active_monitors() >= 1).then_some(()));
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 19.0);
+
+    bluez.restart();
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 19.5);
+    assert!(bluez.active_monitors() >= 1);
+    assert_eq!(bluez.discovery_starts(), 0, "passive again, not active");
+    gateway.wait_for_counter(&dir.path().join("state"), "ble_session_restarts", 1);
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// `scan = "passive"` where BlueZ offers no monitor: an error names the
+/// problem, nothing scans actively, and once BlueZ offers monitors the
+/// source's retries pick them up.
+#[test]
+fn passive_required_without_monitors_is_refused_and_retried() {
+    let bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &bthome_config(dir.path(), "scan = \"passive\""));
+    gateway.wait_for_log(
+        "scan = \"passive\" but BlueZ offers no advertisement monitor (or_patterns) on hci0",
+        START,
+    );
+    assert!(!bluez.advertise(KITCHEN, "kitchen-sensor", -58, &[(BTHOME, &bthome_data(1, 20.0))]));
+    assert_eq!(bluez.discovery_starts(), 0, "no active discovery behind the operator's back");
+    gateway.wait_for_counter(&dir.path().join("state"), "ble_session_restarts", 1);
+
+    bluez.set_monitor_support(true);
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 20.5);
+    assert_eq!(bluez.discovery_starts(), 0);
+    assert_eq!(gateway.stop(), 0);
+}
+
+/// In passive mode a signed sensor is discovered (no pattern matches its
+/// advertisements) until it is connected; then discovery stops.
+#[test]
+fn passive_mode_discovers_only_until_signed_sensors_connect() {
+    let bluez = Bluez::start();
+    bluez.set_monitor_support(true);
+    let wearable = Wearable::new("wearable-1", WEARABLE, 46);
+    wearable.offer_service(&bluez);
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&bluez, &signed_config(dir.path(), &[&wearable], Table::new()));
+    wearable.deliver(&bluez, &gateway, dir.path(), 1);
+    assert!(bluez.discovery_starts() >= 1, "discovered to find it");
+    gateway.wait_for_log("every signed sensor is connected; discovery stopped", WAIT);
+    gateway.wait_for("discovery to stop", WAIT, || (!bluez.discovering()).then_some(()));
+    wearable.deliver(&bluez, &gateway, dir.path(), 2);
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_passive_scan", 1);
     assert_eq!(gateway.stop(), 0);
 }
 
@@ -246,6 +342,9 @@ fn signed_gatt_notifications_arrive_verified() {
         assert_eq!(measurement(&record, "temperature"), Some(temperature(seq)));
     }
     assert!(gateway.log().contains("subscribed to signed readings"));
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_notifications", 3);
+    gateway.wait_for_counter(&state, "ble_connects", 1);
     assert_eq!(gateway.stop(), 0);
 
     let trust = trust_store(dir.path(), &["wearable-1"], "ward-7-gw");
@@ -275,6 +374,12 @@ fn failed_and_lost_connections_are_retried() {
     gateway.wait_for_log("BLE: connection lost: disconnected", WAIT);
     wearable.deliver(&bluez, &gateway, dir.path(), 2);
     assert!(bluez.connect_attempts(WEARABLE) > attempts, "reconnected");
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_connect_failures", 2);
+    gateway.wait_for_counter(&state, "ble_disconnects", 1);
+    // Two after the failures, one after the loss.
+    gateway.wait_for_counter(&state, "ble_reconnect_attempts", 3);
+    gateway.wait_for_counter(&state, "ble_connects", 2);
     assert_eq!(gateway.stop(), 0);
 }
 
@@ -330,6 +435,9 @@ fn adapter_removed_or_powered_off_then_back() {
     gateway.wait_for_log("hci0 is powered off; waiting for it", WAIT);
     bluez.set_powered(true);
     kitchen_reading(&bluez, &gateway, dir.path(), 3, 21.0);
+    let state = dir.path().join("state");
+    gateway.wait_for_counter(&state, "ble_adapter_lost", 2);
+    gateway.wait_for_counter(&state, "ble_adapter_recovered", 2);
     assert_eq!(gateway.stop(), 0);
 }
 
@@ -361,6 +469,7 @@ fn watchdog_restarts_silent_discovery() {
     gateway.wait_for("two watchdog restarts", START, || (bluez.discovery_starts() >= 3).then_some(()));
     assert!(gateway.log().contains("BLE watchdog: no advertisement"), "{}", gateway.log());
     kitchen_reading(&bluez, &gateway, dir.path(), 1, 22.0);
+    gateway.wait_for_counter(&dir.path().join("state"), "ble_watchdog_restarts", 2);
     assert_eq!(gateway.stop(), 0);
 }
 

@@ -33,6 +33,22 @@ The test drives the radio side through `org.bluez.Mock` methods on `/`:
                                        link loss, as when the sensor walks away
     DiscoveryStarts(s adapter) -> u    how often discovery went from off to on
     DiscoveryFilter(s adapter) -> a{sv}  the last filter a client set
+    SetMonitorSupport(s adapter, b on) the adapter offers advertisement monitors
+                                       (org.bluez.AdvertisementMonitorManager1,
+                                       or_patterns), now and when plugged in
+                                       again; off by default, as in a BlueZ
+                                       without them
+    ActiveMonitors(s adapter) -> u     monitors registered and activated
+
+Advertisement monitors: RegisterMonitor(o root) takes a client's object
+tree; its org.bluez.AdvertisementMonitor1 objects (found with
+GetManagedObjects on the root and from its InterfacesAdded) are activated.
+An advertisement whose service data matches an active monitor's or_patterns
+(AD type 0x16: the 16-bit UUID little-endian, then the data) is heard
+without a discovery: the device appears or changes as above, and the
+monitor's DeviceFound is called once per device object. Only AD type 0x16
+is matched (the test's advertisements carry nothing else); DeviceLost and
+RSSI thresholds are not emulated.
 
 What bluetoothd does and this does too: discovery is per client (it stops
 when the last client stops it or leaves the bus, and then the devices'
@@ -64,6 +80,9 @@ ADAPTER_IFACE = 'org.bluez.Adapter1'
 DEVICE_IFACE = 'org.bluez.Device1'
 SERVICE_IFACE = 'org.bluez.GattService1'
 CHAR_IFACE = 'org.bluez.GattCharacteristic1'
+MONITOR_MANAGER_IFACE = 'org.bluez.AdvertisementMonitorManager1'
+MONITOR_IFACE = 'org.bluez.AdvertisementMonitor1'
+AD_SERVICE_DATA_16 = 0x16
 PROPS_IFACE = dbus.PROPERTIES_IFACE
 
 # How long after Connect returns the services resolve, like a real GATT discovery.
@@ -74,6 +93,11 @@ RESOLVE_MS = 30
 SENSORS = {}
 # Per adapter name: discovery clients, their filters, starts.
 DISCOVERY = {}
+# Adapter names that offer advertisement monitors.
+MONITOR_SUPPORT = set()
+# Per adapter name: registered monitor applications by (client, root path),
+# each {'client', 'monitors': {path: {'patterns', 'active', 'found'}}, 'match'}.
+MONITOR_APPS = {}
 
 
 def _sensor(address):
@@ -150,6 +174,10 @@ def _remove(path):
         if obj is None:
             continue
         interfaces = [i for i in obj.props if i]
+        for apps in MONITOR_APPS.values():
+            for app in apps.values():
+                for monitor in app['monitors'].values():
+                    monitor['found'].discard(p)
         _manager().RemoveObject(p)
         _manager().EmitSignal(OBJECT_MANAGER_IFACE, 'InterfacesRemoved', 'oas', [
             dbus.ObjectPath(p), dbus.Array(interfaces, signature='s')])
@@ -294,6 +322,8 @@ def AddAdapter(_self, name):
     adapter = _add(path, ADAPTER_IFACE, props,
                    SetDiscoveryFilter, StartDiscovery, StopDiscovery, RemoveDevice, GetDiscoveryFilters)
     adapter.adapter_name = name
+    if name in MONITOR_SUPPORT:
+        _offer_monitors(adapter)
     # A new adapter (or one plugged in again) starts without discovery clients.
     state = _discovery(name)
     state['clients'] = set()
@@ -308,6 +338,9 @@ def RemoveAdapter(_self, name):
         raise _error('DoesNotExist', f'no adapter {name}')
     _remove(path)
     _discovery(name)['clients'] = set()
+    # The monitor manager goes with its adapter, and the registrations with it.
+    for key in list(MONITOR_APPS.get(name, {})):
+        _drop_monitor_app(name, key)
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='sb', out_signature='')
@@ -336,6 +369,167 @@ def DiscoveryStarts(_self, name):
 @dbus.service.method(MOCK_IFACE, in_signature='s', out_signature='a{sv}')
 def DiscoveryFilter(_self, name):
     return dbus.Dictionary(_discovery(name)['last_filter'], signature='sv')
+
+
+# ---------------------------------------------------------------------------
+# AdvertisementMonitorManager1 (on the adapter) and the clients' monitors
+
+def _offer_monitors(adapter):
+    adapter.props[MONITOR_MANAGER_IFACE] = {
+        'SupportedMonitorTypes': dbus.Array(['or_patterns'], signature='s', variant_level=1),
+        'SupportedFeatures': dbus.Array([], signature='s', variant_level=1),
+    }
+    _export(adapter, RegisterMonitor, UnregisterMonitor)
+    _manager().EmitSignal(OBJECT_MANAGER_IFACE, 'InterfacesAdded', 'oa{sa{sv}}', [
+        dbus.ObjectPath(adapter.path), {MONITOR_MANAGER_IFACE: adapter.props[MONITOR_MANAGER_IFACE]}])
+
+
+def _withdraw_monitors(adapter):
+    if adapter.props.pop(MONITOR_MANAGER_IFACE, None) is None:
+        return
+    adapter.methods.pop(MONITOR_MANAGER_IFACE, None)
+    for key in list(MONITOR_APPS.get(adapter.adapter_name, {})):
+        _drop_monitor_app(adapter.adapter_name, key)
+    _manager().EmitSignal(OBJECT_MANAGER_IFACE, 'InterfacesRemoved', 'oas', [
+        dbus.ObjectPath(adapter.path), dbus.Array([MONITOR_MANAGER_IFACE], signature='s')])
+
+
+def _drop_monitor_app(adapter_name, key):
+    app = MONITOR_APPS.get(adapter_name, {}).pop(key, None)
+    if app is not None and app.get('match') is not None:
+        app['match'].remove()
+
+
+def _ignore_reply(*_args):
+    pass
+
+
+def _take_monitor(adapter_name, key, path, props):
+    '''A client's monitor object appeared: check it and activate it.'''
+    app = MONITOR_APPS.get(adapter_name, {}).get(key)
+    if app is None or path in app['monitors']:
+        return
+    if str(props.get('Type', '')) != 'or_patterns' or not props.get('Patterns'):
+        _bus().call_async(app['client'], path, MONITOR_IFACE, 'Release', '', (),
+                          reply_handler=_ignore_reply, error_handler=_ignore_reply)
+        return
+    patterns = [(int(start), int(ad_type), bytes(bytearray(content)))
+                for start, ad_type, content in props['Patterns']]
+    app['monitors'][path] = {'patterns': patterns, 'active': False, 'found': set()}
+
+    def activated(*_args):
+        monitor = app['monitors'].get(path)
+        if monitor is not None:
+            monitor['active'] = True
+
+    _bus().call_async(app['client'], path, MONITOR_IFACE, 'Activate', '', (),
+                      reply_handler=activated, error_handler=_ignore_reply)
+
+
+@dbus.service.method(MONITOR_MANAGER_IFACE, in_signature='o', out_signature='', sender_keyword='sender')
+def RegisterMonitor(adapter, root, sender=None):
+    name = adapter.adapter_name
+    root = str(root)
+    key = (sender, root)
+    apps = MONITOR_APPS.setdefault(name, {})
+    if key in apps:
+        raise _error('AlreadyExists', 'Already Exists')
+    app = {'client': sender, 'monitors': {}}
+    apps[key] = app
+
+    def added(path, interfaces):
+        if MONITOR_IFACE in interfaces and str(path).startswith(root + '/'):
+            _take_monitor(name, key, str(path), interfaces[MONITOR_IFACE])
+
+    def removed(path, interfaces):
+        if MONITOR_IFACE in interfaces:
+            app['monitors'].pop(str(path), None)
+
+    matches = [
+        _bus().add_signal_receiver(added, 'InterfacesAdded', OBJECT_MANAGER_IFACE, sender, root),
+        _bus().add_signal_receiver(removed, 'InterfacesRemoved', OBJECT_MANAGER_IFACE, sender, root),
+    ]
+
+    class Matches:  # pylint: disable=too-few-public-methods
+        @staticmethod
+        def remove():
+            for match in matches:
+                match.remove()
+
+    app['match'] = Matches
+
+    def managed(objects):
+        for path, interfaces in objects.items():
+            if MONITOR_IFACE in interfaces:
+                _take_monitor(name, key, str(path), interfaces[MONITOR_IFACE])
+
+    # Monitors exported before registering are found by asking the root, after this reply.
+    GLib.idle_add(lambda: _bus().call_async(
+        sender, root, OBJECT_MANAGER_IFACE, 'GetManagedObjects', '', (),
+        reply_handler=managed, error_handler=_ignore_reply) and False)
+    _watch_client(sender, lambda: _drop_monitor_app(name, key))
+
+
+@dbus.service.method(MONITOR_MANAGER_IFACE, in_signature='o', out_signature='', sender_keyword='sender')
+def UnregisterMonitor(adapter, root, sender=None):
+    key = (sender, str(root))
+    if key not in MONITOR_APPS.get(adapter.adapter_name, {}):
+        raise _error('DoesNotExist', 'Does Not Exist')
+    _drop_monitor_app(adapter.adapter_name, key)
+
+
+def _ad_structures(service_data):
+    '''The advertisement's AD structures (type, data) for `service_data`.'''
+    out = []
+    for uuid, value in service_data.items():
+        uuid = str(uuid).lower()
+        if uuid.endswith('-0000-1000-8000-00805f9b34fb') and uuid.startswith('0000'):
+            short = int(uuid[4:8], 16)
+            out.append((AD_SERVICE_DATA_16, bytes([short & 0xff, short >> 8]) + bytes(bytearray(value))))
+    return out
+
+
+def _matching_monitors(adapter_name, service_data):
+    '''The active monitors one of whose patterns matches the advertisement.'''
+    structures = _ad_structures(service_data)
+    found = []
+    for app in MONITOR_APPS.get(adapter_name, {}).values():
+        for path, monitor in app['monitors'].items():
+            if monitor['active'] and any(
+                    ad_type == kind and data[start:start + len(content)] == content
+                    for start, ad_type, content in monitor['patterns']
+                    for kind, data in structures):
+                found.append((app['client'], path, monitor))
+    return found
+
+
+def _report_found(monitors, device_path):
+    for client, path, monitor in monitors:
+        if device_path not in monitor['found']:
+            monitor['found'].add(device_path)
+            _bus().call_async(client, path, MONITOR_IFACE, 'DeviceFound', 'o', (dbus.ObjectPath(device_path),),
+                              reply_handler=_ignore_reply, error_handler=_ignore_reply)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='sb', out_signature='')
+def SetMonitorSupport(_self, name, on):
+    if on:
+        MONITOR_SUPPORT.add(name)
+    else:
+        MONITOR_SUPPORT.discard(name)
+    adapter = _object(_adapter_path(name))
+    if adapter is None:
+        return
+    if on and MONITOR_MANAGER_IFACE not in adapter.props:
+        _offer_monitors(adapter)
+    elif not on:
+        _withdraw_monitors(adapter)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='s', out_signature='u')
+def ActiveMonitors(_self, name):
+    return dbus.UInt32(sum(1 for app in MONITOR_APPS.get(name, {}).values()
+                           for monitor in app['monitors'].values() if monitor['active']))
 
 
 # ---------------------------------------------------------------------------
@@ -458,7 +652,11 @@ def AcquireNotify(_char, _options):
 @dbus.service.method(MOCK_IFACE, in_signature='sssna{say}', out_signature='b')
 def Advertise(_self, adapter_name, address, name, rssi, service_data):
     adapter = _object(_adapter_path(adapter_name))
-    if adapter is None or not adapter.props[ADAPTER_IFACE]['Discovering']:
+    if adapter is None or not adapter.props[ADAPTER_IFACE]['Powered']:
+        return False
+    # Heard by a discovery, or by the controller's passive scan for a monitor.
+    monitors = _matching_monitors(adapter_name, service_data)
+    if not adapter.props[ADAPTER_IFACE]['Discovering'] and not monitors:
         return False
     address = address.upper()
     path = _device_path(adapter_name, address)
@@ -485,6 +683,7 @@ def Advertise(_self, adapter_name, address, name, rssi, service_data):
         if service_data:
             props['ServiceData'] = _service_data(service_data)
         _add(path, DEVICE_IFACE, props, Connect, Disconnect)
+        _report_found(monitors, path)
         return True
     changes = {'RSSI': dbus.Int16(rssi, variant_level=1)}
     if service_data:
@@ -493,6 +692,7 @@ def Advertise(_self, adapter_name, address, name, rssi, service_data):
         changes['Name'] = dbus.String(name, variant_level=1)
         changes['Alias'] = dbus.String(name, variant_level=1)
     _change(device, DEVICE_IFACE, changes)
+    _report_found(monitors, path)
     return True
 
 

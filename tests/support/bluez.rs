@@ -160,6 +160,8 @@ pub struct Bluez {
     // the folder holding the bus's socket and the logs.
     conn: Connection,
     mock: Option<Guarded>,
+    /// Whether `hci0` offers advertisement monitors, kept across a restart.
+    monitors: std::cell::Cell<bool>,
     _bus: Guarded,
     dir: tempfile::TempDir,
     address: String,
@@ -186,7 +188,7 @@ impl Bluez {
             channel.register().ok()?;
             Some(Connection::from(channel))
         });
-        let mut bluez = Bluez { conn, mock: None, _bus: bus, dir, address };
+        let mut bluez = Bluez { conn, mock: None, monitors: false.into(), _bus: bus, dir, address };
         bluez.start_emulator();
         bluez.add_adapter(ADAPTER);
         bluez
@@ -228,12 +230,16 @@ impl Bluez {
     }
 
     /// BlueZ restarts: the emulator leaves the bus (its name vanishes) and a
-    /// fresh one takes `org.bluez`, with adapter `hci0` again.
+    /// fresh one takes `org.bluez`, with adapter `hci0` again (offering
+    /// advertisement monitors if it did), but no discovery or monitor of any client.
     pub fn restart(&mut self) {
         if let Some(mut mock) = self.mock.take() {
             mock.stop(Duration::from_secs(10));
         }
         self.start_emulator();
+        if self.monitors.get() {
+            self.set_monitor_support(true);
+        }
         self.add_adapter(ADAPTER);
     }
 
@@ -307,6 +313,19 @@ impl Bluez {
             .unwrap_or(false)
     }
 
+    /// Whether `hci0` offers advertisement monitors (passive scanning),
+    /// now and when plugged in again; off unless a test turns it on.
+    pub fn set_monitor_support(&self, on: bool) {
+        self.monitors.set(on);
+        let _: () = self.call("SetMonitorSupport", (ADAPTER, on));
+    }
+
+    /// Advertisement monitors registered and activated on `hci0`.
+    pub fn active_monitors(&self) -> u32 {
+        let (n,): (u32,) = self.call("ActiveMonitors", (ADAPTER,));
+        n
+    }
+
     /// The discovery filter a client last set on `hci0`.
     pub fn discovery_filter(&self) -> PropMap {
         let (filter,): (PropMap,) = self.call("DiscoveryFilter", (ADAPTER,));
@@ -347,6 +366,20 @@ impl Gateway {
     /// [`wait_for`], showing the gateway's log on timeout.
     pub fn wait_for<T>(&self, what: &str, limit: Duration, probe: impl FnMut() -> Option<T>) -> T {
         wait_for(what, limit, || format!("gateway log:\n{}", self.log()), probe)
+    }
+
+    /// The counter `name` in the status.json the gateway with state
+    /// folder `state` writes every few seconds, once written.
+    pub fn counter(state: &Path, name: &str) -> Option<u64> {
+        let text = std::fs::read_to_string(state.join("status.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["counters"][name].as_u64()
+    }
+
+    /// Wait until status.json in `state` shows the counter `name` at `at_least` or more.
+    pub fn wait_for_counter(&self, state: &Path, name: &str, at_least: u64) -> u64 {
+        self.wait_for(&format!("status.json {name} >= {at_least}"), Duration::from_secs(60), || {
+            Self::counter(state, name).filter(|n| *n >= at_least)
+        })
     }
 
     /// Wait until the gateway logged `text`.

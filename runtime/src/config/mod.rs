@@ -329,6 +329,25 @@ pub struct BleConfig {
     /// goes silent without an error); 0 turns the watchdog off.
     #[serde(default = "BleConfig::default_watchdog")]
     pub watchdog_s: f64,
+    /// How advertisements are heard: `auto` (passive when the adapter
+    /// offers advertisement monitors, else active), `passive` or `active`.
+    #[serde(default)]
+    pub scan: ScanMode,
+}
+
+/// `[ble] scan`: how the BLE source hears advertisements.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanMode {
+    /// Passive when BlueZ offers an advertisement monitor with
+    /// `or_patterns` on the adapter, active discovery otherwise.
+    #[default]
+    Auto,
+    /// Only through an advertisement monitor (no scan requests to the
+    /// sensors); refused, and retried, where BlueZ does not offer one.
+    Passive,
+    /// Active LE discovery with duplicate data (the adapter sends scan requests).
+    Active,
 }
 
 impl BleConfig {
@@ -346,6 +365,7 @@ impl Default for BleConfig {
             adapter: None,
             max_connections: Self::default_max_connections(),
             watchdog_s: Self::default_watchdog(),
+            scan: ScanMode::default(),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! Sensors are matched by the address in the configuration; anything else
 //! BlueZ reports is ignored after one map lookup. Two kinds:
 //!
-//! - **BTHome** (`format = "bthome"`): LE discovery runs with duplicate data,
-//!   so BlueZ reports every advertisement and not only changed ones; the
-//!   service data for 0xFCD2 of each becomes a [`Payload::ServiceData`] frame.
+//! - **BTHome** (`format = "bthome"`): BlueZ reports every advertisement and
+//!   not only changed ones (a monitor, or discovery with duplicate data; see
+//!   below); the service data for 0xFCD2 of each becomes a
+//!   [`Payload::ServiceData`] frame.
 //! - **Signed GATT** (`format = "signed-gatt"`): the source connects to the
 //!   sensor, subscribes to the reading characteristic of the edgeward sensor
 //!   service ([`SENSOR_SERVICE_UUID`], [`READING_CHARACTERISTIC_UUID`]) and
@@ -18,25 +19,41 @@
 //! it, and the gateway clock's time. Decoding and verifying is the router's,
 //! so a malformed advertisement becomes a frame the decoder rejects and counts.
 //!
+//! Hearing advertisements (`[ble] scan`): *passive* where BlueZ offers an
+//! advertisement monitor (`org.bluez.AdvertisementMonitorManager1` with
+//! `or_patterns`): the source registers one matching BTHome service data and
+//! BlueZ reports matching devices without a discovery, so the adapter sends
+//! no scan requests (which cost the sensors' batteries and airtime). BlueZ
+//! connects only to devices it has found, and a signed sensor need not
+//! advertise anything a pattern could match, so discovery still runs, in
+//! passive mode, while a signed sensor is not connected. Elsewhere the
+//! source runs *active* LE discovery with duplicate data.
+//! Readings come from the devices' ServiceData property changes either way.
+//!
+//! Counters (advertisements, connections, notifications, adapter losses,
+//! watchdog restarts, which scanning runs) go to the gateway's [`Counters`].
+//!
 //! Resilience: all BlueZ handles hang off one session and one adapter. When
 //! the adapter is removed or powered off, or BlueZ goes away (its D-Bus name
 //! vanishes, as in a restart), the source drops them, waits for the adapter
 //! to be back and starts over, without a gateway restart. A watchdog restarts
-//! discovery when no advertisement at all arrived for `[ble] watchdog-s`
+//! discovery (and the monitor) when no advertisement at all arrived for `[ble] watchdog-s`
 //! while sensors wait on advertisements: a stalled controller goes quiet
 //! without reporting any error.
 
 use crate::clock::Clock;
-use crate::config::{BleConfig, SensorFormat, format_mac};
+use crate::config::{BleConfig, ScanMode, SensorFormat, format_mac};
 use crate::decode::{Frame, Payload, bthome};
-use anyhow::{Context as _, anyhow, bail};
+use crate::telemetry::Counters;
 use bluer::gatt::remote::Characteristic;
+use bluer::monitor::{Monitor, MonitorEvent, MonitorHandle, MonitorManager, Pattern, RssiSamplingPeriod};
 use bluer::{
     Adapter, AdapterEvent, Address, Device, DeviceEvent, DeviceProperty, DiscoveryFilter, DiscoveryTransport,
     ErrorKind, InternalErrorKind, Session, SessionEvent, Uuid,
 };
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,6 +76,69 @@ pub const READING_CHARACTERISTIC_UUID: Uuid = Uuid::from_u128(0x3091d3be_0fb2_49
 
 /// BTHome's 16-bit UUID 0xFCD2 in the Bluetooth base UUID, as BlueZ keys service data.
 pub const BTHOME_UUID: Uuid = Uuid::from_u128(0x0000fcd2_0000_1000_8000_00805f9b34fb);
+
+/// BlueZ's advertisement monitor interface on an adapter object.
+const MONITOR_MANAGER: &str = "org.bluez.AdvertisementMonitorManager1";
+/// AD type "Service Data - 16-bit UUID": the UUID little-endian, then the data.
+const AD_SERVICE_DATA_16: u8 = 0x16;
+
+/// What goes wrong in the BLE source. Nothing here ends it: the source logs
+/// the error with its causes ([`chain`]), counts it, and starts the session
+/// or the connection over.
+#[derive(Debug, thiserror::Error)]
+pub enum BleError {
+    /// A BlueZ call failed.
+    #[error("{doing}")]
+    Bluez {
+        doing: String,
+        #[source]
+        source: bluer::Error,
+    },
+    /// BlueZ (or a device through it) did not answer in time.
+    #[error("{what} within {} s", .limit.as_secs())]
+    Timeout { what: &'static str, limit: Duration },
+    /// The adapter, or BlueZ itself, is missing or went away: `why` says which.
+    #[error("{why}")]
+    Gone { why: String },
+    /// A D-Bus call that bluer does not offer failed.
+    #[error("{doing}: {message}")]
+    DBus { doing: &'static str, message: String },
+    /// `scan = "passive"`, and BlueZ offers no advertisement monitor on the adapter.
+    #[error("passive scanning is not available on {adapter}")]
+    PassiveUnavailable { adapter: String },
+    /// A connected device lacks the edgeward sensor service or its characteristic.
+    #[error("{why}")]
+    NotASensor { why: String },
+}
+
+type Result<T, E = BleError> = std::result::Result<T, E>;
+
+/// Names what a failed BlueZ call was doing.
+trait Doing<T> {
+    fn doing(self, doing: impl Into<String>) -> Result<T>;
+}
+
+impl<T> Doing<T> for bluer::Result<T> {
+    fn doing(self, doing: impl Into<String>) -> Result<T> {
+        self.map_err(|source| BleError::Bluez { doing: doing.into(), source })
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost`, as the log shows it.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn gone(why: impl Into<String>) -> BleError {
+    BleError::Gone { why: why.into() }
+}
 
 /// A sensor the source listens to.
 #[derive(Debug, Clone)]
@@ -95,14 +175,21 @@ const DISCOVERY_MIN_RUN: Duration = Duration::from_secs(5);
 /// Run the BLE source for `sensors` until the frame receiver is gone (or the
 /// task is aborted at shutdown). Never returns early on BlueZ errors: it
 /// logs them and retries.
-pub async fn run(config: BleConfig, sensors: Vec<BleSensor>, clock: Clock, frames: mpsc::Sender<Frame>) {
-    let ctx = Arc::new(Ctx::new(config, sensors, clock, frames));
+pub async fn run(
+    config: BleConfig,
+    sensors: Vec<BleSensor>,
+    clock: Clock,
+    frames: mpsc::Sender<Frame>,
+    counters: Arc<Counters>,
+) {
+    let ctx = Arc::new(Ctx::new(config, sensors, clock, frames, counters));
     let adapter = ctx.config.adapter.as_ref().map_or("(default)", |a| a.get_ref().as_str());
     tracing::info!(
         adapter,
         advertising = ctx.advertising.len(),
         signed = ctx.signed.len(),
         max_connections = ctx.config.max_connections,
+        scan = ?ctx.config.scan,
         "BLE source starting"
     );
     let mut backoff = Backoff::new(SESSION_BACKOFF);
@@ -118,8 +205,8 @@ pub async fn run(config: BleConfig, sensors: Vec<BleSensor>, clock: Clock, frame
                     backoff.reset();
                 }
                 let delay = backoff.next();
-                let restarts = ctx.stats.session_restarts.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(restarts, "BLE: {e:#}; starting over in {:.1} s", delay.as_secs_f64());
+                let restarts = ctx.counters.ble_session_restarts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(restarts, "BLE: {}; starting over in {:.1} s", chain(&e), delay.as_secs_f64());
                 sleep(delay).await;
             }
         }
@@ -140,19 +227,18 @@ struct Ctx {
     frames: mpsc::Sender<Frame>,
     /// When the last advertisement arrived, for the watchdog.
     heard: Mutex<Instant>,
-    stats: Stats,
-}
-
-/// What the source counts; reported in its log lines.
-#[derive(Default)]
-struct Stats {
-    session_restarts: AtomicU64,
-    discovery_restarts: AtomicU64,
-    connect_failures: AtomicU64,
+    /// The gateway's counters, shared with the metrics endpoint and status.json.
+    counters: Arc<Counters>,
 }
 
 impl Ctx {
-    fn new(config: BleConfig, sensors: Vec<BleSensor>, clock: Clock, frames: mpsc::Sender<Frame>) -> Self {
+    fn new(
+        config: BleConfig,
+        sensors: Vec<BleSensor>,
+        clock: Clock,
+        frames: mpsc::Sender<Frame>,
+        counters: Arc<Counters>,
+    ) -> Self {
         let mut advertising = HashMap::new();
         let mut signed = Vec::new();
         for sensor in sensors {
@@ -171,7 +257,7 @@ impl Ctx {
             clock,
             frames,
             heard: Mutex::new(Instant::now()),
-            stats: Stats::default(),
+            counters,
         }
     }
 
@@ -192,6 +278,12 @@ impl Ctx {
         (waiting && self.config.watchdog_s > 0.0).then(|| Duration::from_secs_f64(self.config.watchdog_s))
     }
 
+    /// Whether a signed sensor is not connected: only a discovery makes
+    /// BlueZ find a device whose advertisements no monitor pattern matches.
+    fn needs_discovery(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) < self.signed.len()
+    }
+
     /// Hand a frame to the router; false when the router is gone.
     async fn send(&self, address: Address, rssi: Option<i16>, payload: Payload) -> bool {
         let frame = Frame { address: address.0, rssi, received_ms: self.clock.now_ms(), payload };
@@ -201,8 +293,8 @@ impl Ctx {
 
 /// One BlueZ session: wait for the adapter, then run on it until it fails.
 /// `Ok` only when the router is gone.
-async fn run_session(ctx: &Arc<Ctx>) -> anyhow::Result<()> {
-    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+async fn run_session(ctx: &Arc<Ctx>) -> Result<()> {
+    let session = Session::new().await.doing("cannot reach the system D-Bus")?;
     match wait_for_adapter(&session, ctx).await? {
         Some(adapter) => run_adapter(&session, &adapter, ctx).await,
         None => Ok(()),
@@ -246,17 +338,18 @@ async fn find_adapter(session: &Session, name: Option<&str>) -> bluer::Result<(A
 /// The configured (or default) adapter once it exists and is powered
 /// (`None` if the router goes away meanwhile). Waiting is logged at WARN
 /// when it starts (and when its reason changes); its end at INFO.
-async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option<Adapter>> {
+async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> Result<Option<Adapter>> {
     let configured = ctx.config.adapter.as_ref().map(|a| a.get_ref().clone());
     // Adapter announcements end the wait early; polling covers BlueZ coming
     // back, whose start-up announcements may precede our subscription.
-    let mut announcements = Some(Box::pin(session.events().await.context("subscribing to BlueZ")?));
+    let mut announcements = Some(Box::pin(session.events().await.doing("subscribing to BlueZ")?));
     let mut waiting_since: Option<(Instant, String)> = None;
     loop {
         let why = match timeout(CALL_TIMEOUT, find_adapter(session, configured.as_deref())).await {
-            Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+            Err(_) => return Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
             Ok(Ok((adapter, true))) => {
                 if let Some((since, _)) = waiting_since {
+                    Counters::add(&ctx.counters.ble_adapter_recovered, 1);
                     tracing::info!(
                         adapter = adapter.name(),
                         "Bluetooth adapter available again after {:.1} s",
@@ -268,7 +361,12 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option
             Ok(Ok((adapter, false))) => format!("Bluetooth adapter {} is powered off", adapter.name()),
             Ok(Err(e)) => match absent(&e, configured.as_deref()) {
                 Some(why) => why,
-                None => return Err(anyhow!(e).context("looking for the Bluetooth adapter")),
+                None => {
+                    return Err(BleError::Bluez {
+                        doing: "looking for the Bluetooth adapter".into(),
+                        source: e,
+                    });
+                }
             },
         };
         if ctx.frames.is_closed() {
@@ -277,6 +375,9 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option
         match &waiting_since {
             Some((_, logged)) if *logged == why => {}
             _ => {
+                if waiting_since.is_none() {
+                    Counters::add(&ctx.counters.ble_adapter_lost, 1);
+                }
                 tracing::warn!("BLE: {why}; waiting for it");
                 waiting_since = Some((waiting_since.map_or_else(Instant::now, |(t, _)| t), why));
             }
@@ -299,17 +400,19 @@ async fn wait_for_adapter(session: &Session, ctx: &Ctx) -> anyhow::Result<Option
     }
 }
 
-/// Why a discovery run ended without an error.
-enum DiscoveryEnd {
+/// Why a listening run ended without an error.
+enum ListenEnd {
     /// The watchdog saw silence.
     Watchdog,
-    /// BlueZ ended it while the adapter stayed powered.
+    /// BlueZ ended the discovery while the adapter stayed powered.
     Stopped,
+    /// BlueZ released the advertisement monitor.
+    Released,
 }
 
 /// Set `adapter`'s discovery to LE with duplicate data, so every
 /// advertisement arrives and not only the first of each device.
-pub async fn hear_every_advertisement(adapter: &Adapter) -> anyhow::Result<()> {
+pub async fn hear_every_advertisement(adapter: &Adapter) -> Result<()> {
     adapter
         .set_discovery_filter(DiscoveryFilter {
             transport: DiscoveryTransport::Le,
@@ -317,26 +420,257 @@ pub async fn hear_every_advertisement(adapter: &Adapter) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .context("setting the discovery filter")
+        .doing("setting the discovery filter")
 }
 
-/// Discover on `adapter`, watch the configured sensors' advertisements and
-/// keep the signed sensors connected, until the adapter fails. `Ok` only
-/// when the router is gone.
-async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> anyhow::Result<()> {
+/// The advertisement monitor pattern for BTHome: service data whose 16-bit
+/// UUID is 0xFCD2 (`d2 fc` on air).
+fn bthome_pattern() -> Pattern {
+    Pattern::new(AD_SERVICE_DATA_16, 0, &bthome::SERVICE_UUID16.to_le_bytes())
+}
+
+/// Counts itself in a gauge for as long as it lives. Counted rather than
+/// set, so a source being replaced (at a reload) and its successor overlap
+/// without one zeroing the other's gauge.
+struct Raised<'a>(&'a AtomicU64);
+
+impl<'a> Raised<'a> {
+    fn new(gauge: &'a AtomicU64) -> Self {
+        Counters::add(gauge, 1);
+        Raised(gauge)
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A running discovery (BlueZ stops it when this is dropped).
+struct Discovery<'a> {
+    events: Pin<Box<dyn Stream<Item = AdapterEvent> + Send>>,
+    /// Devices BlueZ already knew, which it replays as discovery starts:
+    /// not evidence that the radio hears anything.
+    replayed: HashSet<Address>,
+    _running: Raised<'a>,
+}
+
+impl<'a> Discovery<'a> {
+    async fn start(adapter: &Adapter, counters: &'a Counters) -> Result<Discovery<'a>> {
+        let replayed = adapter.device_addresses().await.doing("listing known devices")?.into_iter().collect();
+        let events = adapter.discover_devices().await.doing("starting discovery")?;
+        Ok(Discovery {
+            events: Box::pin(events),
+            replayed,
+            _running: Raised::new(&counters.ble_active_discovery),
+        })
+    }
+}
+
+/// A registered advertisement monitor (unregistered when this is dropped).
+struct Passive<'a> {
+    events: MonitorHandle,
+    _manager: MonitorManager,
+    _running: Raised<'a>,
+}
+
+impl<'a> Passive<'a> {
+    /// Register a monitor for BTHome service data on `adapter`: BlueZ then
+    /// reports matching devices, and their advertisements, without a discovery.
+    async fn start(adapter: &Adapter, counters: &'a Counters) -> Result<Passive<'a>> {
+        let manager = timeout(CALL_TIMEOUT, adapter.monitor())
+            .await
+            .map_err(|_| BleError::Timeout {
+                what: "BlueZ did not answer RegisterMonitor",
+                limit: CALL_TIMEOUT,
+            })?
+            .doing("registering an advertisement monitor")?;
+        let monitor = Monitor {
+            patterns: Some(vec![bthome_pattern()]),
+            // Every advertisement, not one per period: each BTHome one is a reading.
+            rssi_sampling_period: Some(RssiSamplingPeriod::All),
+            ..Default::default()
+        };
+        // bluer waits for BlueZ to activate the monitor, without a deadline of its own.
+        let events = timeout(CALL_TIMEOUT, manager.register(monitor))
+            .await
+            .map_err(|_| BleError::Timeout {
+                what: "BlueZ did not activate the advertisement monitor",
+                limit: CALL_TIMEOUT,
+            })?
+            .doing("BlueZ refused the advertisement monitor")?;
+        Ok(Passive { events, _manager: manager, _running: Raised::new(&counters.ble_passive_scan) })
+    }
+}
+
+/// A second, blocking D-Bus connection for what bluer does not expose:
+/// which advertisement monitors BlueZ offers, and who owns its bus name.
+struct Probe(Arc<Mutex<dbus::blocking::Connection>>);
+
+impl Probe {
+    async fn open() -> Result<Probe> {
+        let conn = tokio::task::spawn_blocking(dbus::blocking::Connection::new_system)
+            .await
+            .map_err(|e| BleError::DBus { doing: "opening a D-Bus connection", message: e.to_string() })?
+            .map_err(|e| BleError::DBus { doing: "cannot reach the system D-Bus", message: e.to_string() })?;
+        Ok(Probe(Arc::new(Mutex::new(conn))))
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dbus::blocking::Connection) -> Result<T, dbus::Error> + Send + 'static,
+    ) -> Result<T, dbus::Error> {
+        let conn = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(|p| p.into_inner())))
+            .await
+            .unwrap_or_else(|e| Err(dbus::Error::new_failed(&format!("D-Bus call task: {e}"))))
+    }
+
+    /// Whether BlueZ offers advertisement monitors with `or_patterns` on `adapter`.
+    async fn offers_or_patterns(&self, adapter: &str) -> Result<bool> {
+        use dbus::blocking::stdintf::org_freedesktop_dbus::Properties as _;
+        let path = format!("/org/bluez/{adapter}");
+        let types = self
+            .call(move |conn| {
+                conn.with_proxy("org.bluez", path, CALL_TIMEOUT)
+                    .get::<Vec<String>>(MONITOR_MANAGER, "SupportedMonitorTypes")
+            })
+            .await;
+        match types {
+            Ok(types) => Ok(types.iter().any(|t| t == "or_patterns")),
+            // No such interface (or property) on the adapter: a BlueZ without monitors.
+            Err(e)
+                if matches!(
+                    e.name(),
+                    Some(
+                        "org.freedesktop.DBus.Error.InvalidArgs"
+                            | "org.freedesktop.DBus.Error.UnknownInterface"
+                            | "org.freedesktop.DBus.Error.UnknownProperty"
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(BleError::DBus {
+                doing: "asking BlueZ about advertisement monitors",
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// The unique bus name owning `org.bluez`: a new one means BlueZ restarted.
+    async fn bluez_owner(&self) -> Result<String> {
+        self.call(|conn| {
+            let (owner,): (String,) = conn
+                .with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", CALL_TIMEOUT)
+                .method_call("org.freedesktop.DBus", "GetNameOwner", ("org.bluez",))?;
+            Ok(owner)
+        })
+        .await
+        .map_err(|e| BleError::DBus { doing: "looking up who serves org.bluez", message: e.to_string() })
+    }
+}
+
+/// Whether to listen passively on adapter `name`, by `[ble] scan` and what
+/// BlueZ offers (logged either way). Refused when `scan = "passive"` and
+/// BlueZ offers no monitor: the operator asked for no scan requests, so
+/// the source does not send them behind their back; it retries instead
+/// (BlueZ may be upgraded, or restarted with its experimental features).
+async fn choose_passive(name: &str, ctx: &Ctx, probe: &Probe) -> Result<bool> {
+    let offered = probe.offers_or_patterns(name).await?;
+    match (ctx.config.scan, offered) {
+        (_, true) => {
+            tracing::info!(adapter = %name, "BLE: passive scanning: BlueZ offers advertisement monitors");
+            Ok(true)
+        }
+        (ScanMode::Passive, false) => {
+            tracing::error!(
+                adapter = %name,
+                "BLE: scan = \"passive\" but BlueZ offers no advertisement monitor (or_patterns) on {name}; \
+                 not scanning (set scan = \"auto\" to fall back to active discovery)"
+            );
+            Err(BleError::PassiveUnavailable { adapter: name.to_string() })
+        }
+        (_, false) => {
+            tracing::info!(
+                adapter = %name,
+                "BLE: active discovery with duplicate data: BlueZ offers no advertisement monitor (or_patterns)"
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// What an adapter run keeps per device: the signed sensors' connection
+/// tasks and the BTHome watchers. Every task ends with it: dropping the set
+/// aborts them.
+struct Devices<'a> {
+    adapter: &'a Adapter,
+    ctx: &'a Arc<Ctx>,
+    tasks: JoinSet<()>,
+    sightings: HashMap<Address, Arc<Notify>>,
+    watchers: HashMap<Address, AbortHandle>,
+}
+
+impl Devices<'_> {
+    /// BlueZ reports `found`; `fresh` unless it is a discovery's replay of
+    /// a device it knew already.
+    fn found(&mut self, found: Address, fresh: bool) -> Result<()> {
+        if fresh {
+            self.ctx.heard_now();
+        }
+        if let Some(seen) = self.sightings.get(&found) {
+            seen.notify_one();
+        }
+        match self.ctx.advertising.get(&found) {
+            Some(sensor) if self.watchers.get(&found).is_none_or(AbortHandle::is_finished) => {
+                let device = self.adapter.device(found).doing("a device handle")?;
+                let handle = self.tasks.spawn(watch_advertisements(device, sensor.clone(), self.ctx.clone()));
+                self.watchers.insert(found, handle);
+            }
+            // Watched already.
+            Some(_) => {}
+            None if fresh => Counters::add(&self.ctx.counters.ble_devices_ignored, 1),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// Listen on `adapter` (passively or by discovery) for the configured
+/// sensors' advertisements and keep the signed sensors connected, until the
+/// adapter fails. `Ok` only when the router is gone.
+async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> Result<()> {
     let name = adapter.name().to_string();
     let address = adapter.address().await.map(|a| a.to_string()).unwrap_or_default();
     hear_every_advertisement(adapter).await?;
-    let mut removals = Box::pin(session.events().await.context("subscribing to BlueZ")?);
+    let mut removals = Box::pin(session.events().await.doing("subscribing to BlueZ")?);
+    let probe = match ctx.config.scan {
+        ScanMode::Active => {
+            tracing::info!(adapter = %name, "BLE: active discovery with duplicate data (scan = \"active\")");
+            None
+        }
+        ScanMode::Auto | ScanMode::Passive => Some(Probe::open().await?),
+    };
+    let mut passive = match &probe {
+        Some(probe) => choose_passive(&name, ctx, probe).await?,
+        None => false,
+    };
+    // Without a discovery of ours, nothing else tells that BlueZ restarted
+    // and forgot the monitor: its bus name changing hands does.
+    let owner = match &probe {
+        Some(probe) if passive => Some(probe.bluez_owner().await?),
+        _ => None,
+    };
 
-    // Every task below ends with this function: dropping the set aborts them.
-    let mut tasks = JoinSet::new();
+    let mut devices =
+        Devices { adapter, ctx, tasks: JoinSet::new(), sightings: HashMap::new(), watchers: HashMap::new() };
     let slots = Arc::new(Semaphore::new(ctx.config.max_connections));
-    let mut sightings: HashMap<Address, Arc<Notify>> = HashMap::new();
     for (address, sensor) in &ctx.signed {
         let seen = Arc::new(Notify::new());
-        sightings.insert(*address, seen.clone());
-        tasks.spawn(keep_connected(
+        devices.sightings.insert(*address, seen.clone());
+        devices.tasks.spawn(keep_connected(
             adapter.clone(),
             *address,
             sensor.clone(),
@@ -345,49 +679,65 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
             ctx.clone(),
         ));
     }
-    let mut watchers: HashMap<Address, AbortHandle> = HashMap::new();
     tracing::info!(adapter = %name, %address, "BLE: using adapter");
 
     let mut pause = Backoff::new((Duration::from_secs(1), DISCOVERY_MIN_RUN));
     loop {
-        // Devices BlueZ already knows are replayed when discovery starts;
-        // they are not evidence that the radio hears anything.
-        let mut replayed: HashSet<Address> =
-            adapter.device_addresses().await.context("listing known devices")?.into_iter().collect();
-        let discovery = adapter.discover_devices().await.context("starting discovery")?;
-        let mut discovery = Box::pin(discovery);
+        let mut monitor = None;
+        if passive {
+            match Passive::start(adapter, &ctx.counters).await {
+                Ok(started) => monitor = Some(started),
+                Err(e) if ctx.config.scan == ScanMode::Auto => {
+                    tracing::warn!(adapter = %name, "BLE: {}; falling back to active discovery", chain(&e));
+                    passive = false;
+                }
+                Err(e) => {
+                    tracing::error!(adapter = %name, "BLE: passive scanning failed: {}", chain(&e));
+                    return Err(e);
+                }
+            }
+        }
+        let mut discovery = None;
+        if !passive || ctx.needs_discovery() {
+            discovery = Some(Discovery::start(adapter, &ctx.counters).await?);
+        }
         let started = Instant::now();
         ctx.heard_now();
-        tracing::info!(adapter = %name, "BLE: discovering");
+        tracing::info!(adapter = %name, passive, discovering = discovery.is_some(), "BLE: listening");
         let check_every = ctx.watchdog().map_or(HEALTH_INTERVAL, |w| w.min(HEALTH_INTERVAL));
         let mut checks = tokio::time::interval_at(Instant::now() + check_every, check_every);
         let end = loop {
+            // Both futures are dropped before a branch's handler runs.
             tokio::select! {
-                event = discovery.next() => match event {
+                event = async {
+                    match discovery.as_mut() {
+                        Some(d) => d.events.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => match event {
                     Some(AdapterEvent::DeviceAdded(found)) => {
-                        if !replayed.remove(&found) {
-                            ctx.heard_now();
-                        }
-                        if let Some(seen) = sightings.get(&found) {
-                            seen.notify_one();
-                        }
-                        if let Some(sensor) = ctx.advertising.get(&found)
-                            && watchers.get(&found).is_none_or(AbortHandle::is_finished)
-                        {
-                            let device = adapter.device(found).context("a device handle")?;
-                            let handle = tasks.spawn(watch_advertisements(device, sensor.clone(), ctx.clone()));
-                            watchers.insert(found, handle);
-                        }
+                        let fresh = discovery.as_mut().is_some_and(|d| !d.replayed.remove(&found));
+                        devices.found(found, fresh)?;
                     }
                     Some(_) => {}
-                    None => break DiscoveryEnd::Stopped,
+                    None => break ListenEnd::Stopped,
+                },
+                event = async {
+                    match monitor.as_mut() {
+                        Some(m) => m.events.next().await,
+                        None => std::future::pending().await,
+                    }
+                } => match event {
+                    Some(MonitorEvent::DeviceFound(id)) => devices.found(id.device, true)?,
+                    Some(_) => {}
+                    None => break ListenEnd::Released,
                 },
                 event = removals.next() => match event {
                     Some(SessionEvent::AdapterRemoved(removed)) if removed == name => {
-                        bail!("Bluetooth adapter {name} was removed");
+                        return Err(gone(format!("Bluetooth adapter {name} was removed")));
                     }
                     Some(_) => {}
-                    None => bail!("lost the BlueZ event stream"),
+                    None => return Err(gone("lost the BlueZ event stream")),
                 },
                 _ = checks.tick() => {
                     if ctx.frames.is_closed() {
@@ -395,45 +745,70 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
                     }
                     check_powered(adapter).await?;
                     // A BlueZ that restarted (or lost its state) forgets our
-                    // discovery without a word; everything is started over,
-                    // connections included, since they went with it.
-                    if !matches!(timeout(CALL_TIMEOUT, adapter.is_discovering()).await, Ok(Ok(true))) {
-                        bail!("BlueZ is no longer discovering for us (was it restarted?)");
+                    // discovery or monitor without a word; everything is
+                    // started over, connections included, since they went with it.
+                    if discovery.is_some()
+                        && !matches!(timeout(CALL_TIMEOUT, adapter.is_discovering()).await, Ok(Ok(true)))
+                    {
+                        return Err(gone("BlueZ is no longer discovering for us (was it restarted?)"));
                     }
-                    while let Some(done) = tasks.try_join_next() {
+                    if let (Some(probe), Some(owner)) = (&probe, &owner)
+                        && probe.bluez_owner().await.ok().as_ref() != Some(owner)
+                    {
+                        return Err(gone("BlueZ's D-Bus name changed hands (was it restarted?)"));
+                    }
+                    while let Some(done) = devices.tasks.try_join_next() {
                         if let Err(e) = done && e.is_panic() {
                             tracing::error!(adapter = %name, "BLE task panicked: {e}");
+                        }
+                    }
+                    if passive {
+                        // Discovery only while a signed sensor is not connected.
+                        let wanted = ctx.needs_discovery();
+                        if wanted && discovery.is_none() {
+                            tracing::info!(adapter = %name, "BLE: discovering until every signed sensor is connected");
+                            discovery = Some(Discovery::start(adapter, &ctx.counters).await?);
+                        } else if !wanted && discovery.is_some() {
+                            tracing::info!(adapter = %name, "BLE: every signed sensor is connected; discovery stopped");
+                            discovery = None;
                         }
                     }
                     if let Some(period) = ctx.watchdog()
                         && ctx.silent_for() >= period
                     {
-                        break DiscoveryEnd::Watchdog;
+                        break ListenEnd::Watchdog;
                     }
                 }
             }
         };
-        // bluer stops the old discovery (asynchronously, but before it starts the next one).
+        // bluer stops the old discovery and unregisters the monitor
+        // (asynchronously, but before it starts the next ones).
         drop(discovery);
+        drop(monitor);
         match end {
-            DiscoveryEnd::Watchdog => {
-                let restarts = ctx.stats.discovery_restarts.fetch_add(1, Ordering::Relaxed) + 1;
+            ListenEnd::Watchdog => {
+                let restarts = ctx.counters.ble_watchdog_restarts.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
                     adapter = %name,
                     restarts,
-                    "BLE watchdog: no advertisement for {:.0} s; restarting discovery",
-                    ctx.silent_for().as_secs_f64()
+                    "BLE watchdog: no advertisement for {:.0} s; restarting {}",
+                    ctx.silent_for().as_secs_f64(),
+                    if passive { "passive scanning" } else { "discovery" }
                 );
             }
-            DiscoveryEnd::Stopped => {
+            ListenEnd::Stopped | ListenEnd::Released => {
                 check_powered(adapter).await?;
                 if started.elapsed() >= DISCOVERY_MIN_RUN {
                     pause.reset();
                 }
                 let delay = pause.next();
+                let what = match end {
+                    ListenEnd::Released => "released the advertisement monitor",
+                    _ => "ended discovery",
+                };
                 tracing::warn!(
                     adapter = %name,
-                    "BLE: BlueZ ended discovery; starting it again in {:.1} s",
+                    "BLE: BlueZ {what}; starting again in {:.1} s",
                     delay.as_secs_f64()
                 );
                 sleep(delay).await;
@@ -443,17 +818,19 @@ async fn run_adapter(session: &Session, adapter: &Adapter, ctx: &Arc<Ctx>) -> an
 }
 
 /// Fail unless the adapter answers and is powered.
-async fn check_powered(adapter: &Adapter) -> anyhow::Result<()> {
+async fn check_powered(adapter: &Adapter) -> Result<()> {
     match timeout(CALL_TIMEOUT, adapter.is_powered()).await {
-        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Err(_) => Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
         Ok(Ok(true)) => Ok(()),
-        Ok(Ok(false)) => bail!("Bluetooth adapter {} was powered off", adapter.name()),
-        Ok(Err(e)) => Err(anyhow!(e).context(format!("Bluetooth adapter {} is gone", adapter.name()))),
+        Ok(Ok(false)) => Err(gone(format!("Bluetooth adapter {} was powered off", adapter.name()))),
+        Ok(Err(source)) => {
+            Err(BleError::Bluez { doing: format!("Bluetooth adapter {} is gone", adapter.name()), source })
+        }
     }
 }
 
 /// Forward `device`'s BTHome service data, one frame per advertisement,
-/// until BlueZ forgets the device (discovery then finds it again).
+/// until BlueZ forgets the device (discovery or the monitor then finds it again).
 async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
     let address = device.address();
     // Subscribe before reading the current data, so nothing newer is missed.
@@ -474,6 +851,7 @@ async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
         && let Some(data) = data.get(&BTHOME_UUID)
     {
         ctx.heard_now();
+        Counters::add(&ctx.counters.ble_advertisements_matched, 1);
         if !ctx.send(address, rssi, service_data(data.clone())).await {
             return;
         }
@@ -501,9 +879,11 @@ async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
                     advertised = true;
                     if let Some(bytes) = map.remove(&BTHOME_UUID)
                         && let Some(earlier) = data.replace(bytes)
-                        && !ctx.send(address, rssi, service_data(earlier)).await
                     {
-                        return;
+                        Counters::add(&ctx.counters.ble_advertisements_matched, 1);
+                        if !ctx.send(address, rssi, service_data(earlier)).await {
+                            return;
+                        }
                     }
                 }
                 _ => {}
@@ -512,6 +892,7 @@ async fn watch_advertisements(device: Device, sensor: Arc<str>, ctx: Arc<Ctx>) {
         // Connection state and the like are news too, but not of the radio hearing anything.
         if advertised {
             ctx.heard_now();
+            Counters::add(&ctx.counters.ble_advertisements_matched, 1);
         }
         if let Some(bytes) = data
             && !ctx.send(address, rssi, service_data(bytes)).await
@@ -553,8 +934,9 @@ async fn keep_connected(
         }
     };
     let mut backoff = Backoff::new(CONNECT_BACKOFF);
+    let mut attempted = false;
     loop {
-        // BlueZ connects only to a device it knows, i.e. one discovery found.
+        // BlueZ connects only to a device it knows, i.e. one discovery (or a monitor) found.
         if !matches!(timeout(CALL_TIMEOUT, device.address_type()).await, Ok(Ok(_))) {
             tracing::debug!(sensor = %sensor, "BLE: waiting for the sensor to advertise");
             let _ = timeout(UNSEEN_RECHECK, seen.notified()).await;
@@ -574,17 +956,22 @@ async fn keep_connected(
                 }
             }
         };
+        if attempted {
+            Counters::add(&ctx.counters.ble_reconnect_attempts, 1);
+        }
+        attempted = true;
         let started = Instant::now();
         let outcome = connection(&device, &sensor, &ctx).await;
         drop(slot);
         match outcome {
             Ok(Ended::Closed) => return,
             Ok(Ended::Lost(why)) => {
+                Counters::add(&ctx.counters.ble_disconnects, 1);
                 tracing::warn!(sensor = %sensor, address = %address, "BLE: connection lost: {why}");
             }
             Err(e) => {
-                let failures = ctx.stats.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {e:#}");
+                let failures = ctx.counters.ble_connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(sensor = %sensor, address = %address, failures, "BLE: connection failed: {}", chain(&e));
             }
         }
         // Leave no half-open link behind (say, a sensor without the service).
@@ -602,24 +989,25 @@ async fn keep_connected(
 
 /// One connection: connect, find the reading characteristic, subscribe and
 /// forward notifications until the link or the subscription goes away.
-async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<Ended> {
+async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> Result<Ended> {
     // Subscribed before connecting, so a disconnect is never missed.
-    let mut events = Box::pin(device.events().await.context("watching the device")?);
-    if !device.is_connected().await.context("reading the connection state")? {
+    let mut events = Box::pin(device.events().await.doing("watching the device")?);
+    if !device.is_connected().await.doing("reading the connection state")? {
         tracing::info!(sensor, "BLE: connecting");
         match timeout(CONNECT_TIMEOUT, device.connect()).await {
-            Err(_) => bail!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            Err(_) => return Err(BleError::Timeout { what: "no connection", limit: CONNECT_TIMEOUT }),
             // Left connected by an earlier run of the gateway: use it.
             Ok(Err(e)) if e.kind == ErrorKind::AlreadyConnected => {}
-            Ok(result) => result.context("connecting")?,
+            Ok(result) => result.doing("connecting")?,
         }
     }
     let characteristic = timeout(CONNECT_TIMEOUT, reading_characteristic(device))
         .await
-        .map_err(|_| anyhow!("GATT services not resolved within {} s", CONNECT_TIMEOUT.as_secs()))??;
-    let notifications = characteristic.notify().await.context("subscribing to readings")?;
+        .map_err(|_| BleError::Timeout { what: "GATT services not resolved", limit: CONNECT_TIMEOUT })??;
+    let notifications = characteristic.notify().await.doing("subscribing to readings")?;
     let mut notifications = Box::pin(notifications);
     let _connected = Connected::new(&ctx.connected);
+    Counters::add(&ctx.counters.ble_connects, 1);
     tracing::info!(sensor, "BLE: connected; subscribed to signed readings");
     // Signals can be missed (BlueZ restarting says nothing): the link is checked now and then.
     let mut checks = tokio::time::interval_at(Instant::now() + HEALTH_INTERVAL, HEALTH_INTERVAL);
@@ -627,6 +1015,7 @@ async fn connection(device: &Device, sensor: &str, ctx: &Ctx) -> anyhow::Result<
         tokio::select! {
             value = notifications.next() => match value {
                 Some(data) => {
+                    Counters::add(&ctx.counters.ble_notifications, 1);
                     if !ctx.send(device.address(), None, Payload::Notification { data }).await {
                         return Ok(Ended::Closed);
                     }
@@ -660,19 +1049,28 @@ async fn lost(device: &Device) -> &'static str {
 
 /// The reading characteristic of the edgeward sensor service on a connected
 /// device (waits for BlueZ to resolve the services).
-async fn reading_characteristic(device: &Device) -> anyhow::Result<Characteristic> {
-    for service in device.services().await.context("resolving GATT services")? {
-        if service.uuid().await? != SENSOR_SERVICE_UUID {
+async fn reading_characteristic(device: &Device) -> Result<Characteristic> {
+    const READING: &str = "reading the GATT database";
+    for service in device.services().await.doing("resolving GATT services")? {
+        if service.uuid().await.doing(READING)? != SENSOR_SERVICE_UUID {
             continue;
         }
-        for characteristic in service.characteristics().await? {
-            if characteristic.uuid().await? == READING_CHARACTERISTIC_UUID {
+        for characteristic in service.characteristics().await.doing(READING)? {
+            if characteristic.uuid().await.doing(READING)? == READING_CHARACTERISTIC_UUID {
                 return Ok(characteristic);
             }
         }
-        bail!("the edgeward sensor service has no reading characteristic {READING_CHARACTERISTIC_UUID}");
+        return Err(BleError::NotASensor {
+            why: format!(
+                "the edgeward sensor service has no reading characteristic {READING_CHARACTERISTIC_UUID}"
+            ),
+        });
     }
-    bail!("no edgeward sensor service {SENSOR_SERVICE_UUID}: not a signed sensor, or another firmware")
+    Err(BleError::NotASensor {
+        why: format!(
+            "no edgeward sensor service {SENSOR_SERVICE_UUID}: not a signed sensor, or another firmware"
+        ),
+    })
 }
 
 /// Counts a live subscription for as long as it exists.
@@ -721,15 +1119,15 @@ impl Backoff {
 /// The adapter named `name`, or BlueZ's default one, for a one-off tool
 /// (`edgeward scan`); an error that says what is missing when it is absent
 /// or powered off.
-pub async fn open_adapter(name: Option<&str>) -> anyhow::Result<Adapter> {
-    let session = Session::new().await.context("cannot reach the system D-Bus")?;
+pub async fn open_adapter(name: Option<&str>) -> Result<Adapter> {
+    let session = Session::new().await.doing("cannot reach the system D-Bus")?;
     match timeout(CALL_TIMEOUT, find_adapter(&session, name)).await {
-        Err(_) => bail!("BlueZ did not answer within {} s", CALL_TIMEOUT.as_secs()),
+        Err(_) => Err(BleError::Timeout { what: "BlueZ did not answer", limit: CALL_TIMEOUT }),
         Ok(Ok((adapter, true))) => Ok(adapter),
-        Ok(Ok((adapter, false))) => bail!("Bluetooth adapter {} is powered off", adapter.name()),
+        Ok(Ok((adapter, false))) => Err(gone(format!("Bluetooth adapter {} is powered off", adapter.name()))),
         Ok(Err(e)) => match absent(&e, name) {
-            Some(why) => bail!("{why}"),
-            None => Err(anyhow!(e).context("looking for the Bluetooth adapter")),
+            Some(why) => Err(gone(why)),
+            None => Err(BleError::Bluez { doing: "looking for the Bluetooth adapter".into(), source: e }),
         },
     }
 }
@@ -758,6 +1156,13 @@ mod tests {
         assert!(backoff.next() <= Duration::from_secs(1));
     }
 
+    /// The monitor pattern matches BTHome service data as it is on air: AD
+    /// type 0x16, then the UUID 0xFCD2 little-endian.
+    #[test]
+    fn bthome_pattern_is_service_data_d2_fc() {
+        assert_eq!(bthome_pattern(), Pattern::new(0x16, 0, &[0xd2, 0xfc]));
+    }
+
     /// The UUIDs are the documented ones, and BTHome's is 0xFCD2 in the base UUID.
     #[test]
     fn uuids_are_the_documented_ones() {
@@ -776,7 +1181,7 @@ mod tests {
             address: crate::config::parse_mac("A4:C1:38:0D:0E:0F").unwrap(),
             format: SensorFormat::Bthome,
         };
-        let ctx = Ctx::new(BleConfig::default(), vec![sensor], Clock::manual(1234), tx);
+        let ctx = Ctx::new(BleConfig::default(), vec![sensor], Clock::manual(1234), tx, Arc::default());
         let address: Address = "A4:C1:38:0D:0E:0F".parse().unwrap();
         assert!(ctx.advertising.contains_key(&address));
         assert!(ctx.send(address, Some(-61), service_data(vec![0x40, 0x02, 0xca, 0x09])).await);
@@ -803,16 +1208,20 @@ mod tests {
             vec![sensor("w", 1, SensorFormat::SignedGatt)],
             Clock::real(),
             tx.clone(),
+            Arc::default(),
         );
         assert_eq!(signed_only.watchdog(), Some(Duration::from_secs(60)));
+        assert!(signed_only.needs_discovery());
         let _connected = Connected::new(&signed_only.connected);
         assert_eq!(signed_only.watchdog(), None);
+        assert!(!signed_only.needs_discovery(), "every signed sensor is connected");
 
         let mixed = Ctx::new(
             BleConfig { watchdog_s: 0.0, ..BleConfig::default() },
             vec![sensor("t", 2, SensorFormat::Bthome)],
             Clock::real(),
             tx,
+            Arc::default(),
         );
         assert_eq!(mixed.watchdog(), None, "0 turns it off");
     }
@@ -828,13 +1237,18 @@ mod tests {
         assert_eq!(loaded.config.ble.max_connections, 4);
         assert_eq!(loaded.config.ble.watchdog_s, 60.0);
         assert!(loaded.config.ble.adapter.is_none());
-        let loaded = load("[ble]\nadapter = \"hci1\"\nmax-connections = 2\nwatchdog-s = 0\n").unwrap();
+        assert_eq!(loaded.config.ble.scan, ScanMode::Auto);
+        let loaded =
+            load("[ble]\nadapter = \"hci1\"\nmax-connections = 2\nwatchdog-s = 0\nscan = \"passive\"\n")
+                .unwrap();
+        assert_eq!(loaded.config.ble.scan, ScanMode::Passive);
         assert_eq!(loaded.config.ble.adapter.unwrap().into_inner(), "hci1");
         for (bad, key) in [
             ("adapter = \"hci0/x\"", "ble.adapter"),
             ("max-connections = 0", "ble.max-connections"),
             ("watchdog-s = -1", "ble.watchdog-s"),
-            ("scan = true", "scan"),
+            ("scan = true", "ble.scan"),
+            ("scan = \"sometimes\"", "ble.scan"),
         ] {
             let err = load(&format!("[ble]\n{bad}\n")).unwrap_err().to_string();
             assert!(err.contains(key), "{bad}: {err}");

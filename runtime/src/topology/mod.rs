@@ -267,7 +267,13 @@ impl Gateway {
             return None;
         }
         let config = self.loaded.config.ble.clone();
-        Some(tokio::spawn(ble::run(config, radio, self.clock.clone(), self.frames.clone())))
+        Some(tokio::spawn(ble::run(
+            config,
+            radio,
+            self.clock.clone(),
+            self.frames.clone(),
+            self.counters.clone(),
+        )))
     }
 
     /// Completes when every source has ended, which only a simulation with
