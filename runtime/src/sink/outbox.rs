@@ -76,8 +76,8 @@ pub struct Outbox {
     /// The connection, and the bytes stored (kept here: summing the table
     /// on every append would cost O(depth) just when an outage makes it deep).
     conn: Mutex<(Connection, u64)>,
-    max_bytes: u64,
-    overflow: Overflow,
+    /// The bound in bytes and what to do at it; a reload may change them.
+    limits: Mutex<(u64, Overflow)>,
 }
 
 /// Whether `error` says the disk (or the database's size limit) is full,
@@ -123,7 +123,7 @@ impl Outbox {
         let used = conn
             .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))
             .map_err(sqlite)? as u64;
-        Ok(Outbox { path, conn: Mutex::new((conn, used)), max_bytes, overflow })
+        Ok(Outbox { path, conn: Mutex::new((conn, used)), limits: Mutex::new((max_bytes, overflow)) })
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {
@@ -134,8 +134,15 @@ impl Outbox {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Bound it to `max_bytes` with `overflow` from the next append on
+    /// (what it holds beyond a lowered bound stays until sent).
+    pub fn set_limits(&self, max_bytes: u64, overflow: Overflow) {
+        *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (max_bytes, overflow);
+    }
+
     /// Append `batch` in one transaction, applying the overflow policy.
     pub fn append(&self, batch: &[NewEntry]) -> Result<Appended, StateError> {
+        let (max_bytes, overflow) = *self.limits.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut guard = self.conn();
         let (conn, stored) = &mut *guard;
         let run = |conn: &mut Connection, mut used: u64| -> rusqlite::Result<(Appended, u64)> {
@@ -143,12 +150,12 @@ impl Outbox {
             let mut report = Appended::default();
             for entry in batch {
                 let bytes = size(&entry.topic, &entry.id, &entry.payload);
-                if bytes > self.max_bytes {
+                if bytes > max_bytes {
                     report.rejected += 1;
                     continue;
                 }
-                while used + bytes > self.max_bytes {
-                    match self.overflow {
+                while used + bytes > max_bytes {
+                    match overflow {
                         Overflow::RejectNew => break,
                         Overflow::DropOldest => {
                             let freed: Option<i64> = tx
@@ -168,7 +175,7 @@ impl Outbox {
                         }
                     }
                 }
-                if used + bytes > self.max_bytes {
+                if used + bytes > max_bytes {
                     report.rejected += 1;
                     continue;
                 }
@@ -318,5 +325,18 @@ mod tests {
         let ids: Vec<_> = outbox.after(0, 10).unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, ["m3", "m4"]);
         assert_eq!(outbox.depth().unwrap().bytes, 200);
+    }
+
+    /// New limits (a reload) apply from the next append on.
+    #[test]
+    fn limits_change_while_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), 250, Overflow::RejectNew).unwrap();
+        assert_eq!(outbox.append(&[entry(1, 97), entry(2, 97), entry(3, 97)]).unwrap().rejected, 1);
+        outbox.set_limits(1000, Overflow::RejectNew);
+        assert_eq!(outbox.append(&[entry(4, 97)]).unwrap().accepted, 1);
+        outbox.set_limits(300, Overflow::DropOldest);
+        let report = outbox.append(&[entry(5, 97)]).unwrap();
+        assert_eq!(report, Appended { accepted: 1, rejected: 0, evicted: 1 });
     }
 }

@@ -408,6 +408,9 @@ impl Gateway {
             }
         }
         // Replaced sinks write what the old pipelines sent them, then close.
+        if let Some(outbox) = &self.outbox {
+            outbox.set_limits(new.outbox.max_bytes, new.outbox.overflow);
+        }
         if let Some((slot, publisher)) = new_uplink {
             let old = std::mem::replace(
                 &mut self.uplink,
