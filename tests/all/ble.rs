@@ -240,6 +240,37 @@ fn bthome_advertisements_flow_through_the_pipeline() {
     assert_eq!(gateway.stop(), 0);
 }
 
+/// Reloading a rule's setting leaves the BLE source alone: no new discovery,
+/// no second session; the new setting applies to the next advertisement.
+#[test]
+fn reload_of_a_rule_setting_keeps_discovery_running() {
+    let bluez = Bluez::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = bthome_config(dir.path(), "");
+    let gateway = Gateway::start(&bluez, &config);
+    gateway.wait_for("discovery", START, || bluez.discovering().then_some(()));
+    kitchen_reading(&bluez, &gateway, dir.path(), 1, 25.0);
+    let starts = bluez.discovery_starts();
+
+    // Saved the way editors save: a new file renamed over the old.
+    let text = std::fs::read_to_string(&config).unwrap().replace("above = 30.0", "above = 20.0");
+    std::fs::write(dir.path().join("edgeward.toml.new"), text).unwrap();
+    std::fs::rename(dir.path().join("edgeward.toml.new"), &config).unwrap();
+    let status = dir.path().join("state/status.json");
+    gateway.wait_for("the reload", WAIT, || {
+        let status: Value = serde_json::from_slice(&std::fs::read(&status).ok()?).ok()?;
+        (status["reload"]["generation"] == 2).then_some(())
+    });
+
+    kitchen_reading(&bluez, &gateway, dir.path(), 2, 25.0);
+    gateway.wait_for("the alarm at the new threshold", WAIT, || {
+        json_lines(&dir.path().join("alarm.jsonl")).into_iter().find(|a| a["code"] == "too-hot")
+    });
+    assert_eq!(bluez.discovery_starts(), starts, "discovery was not restarted");
+    assert_eq!(gateway.log().matches("BLE source starting").count(), 1, "{}", gateway.log());
+    assert_eq!(gateway.stop(), 0);
+}
+
 /// Where BlueZ offers advertisement monitors, BTHome readings arrive through
 /// one (passive scanning) and no discovery is ever started.
 #[test]
