@@ -435,8 +435,9 @@ fn status(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
         let age = outbox.oldest_age_s.map_or_else(|| "empty".into(), |a| format!("oldest {a:.0} s"));
         println!("outbox  {} messages, {} bytes, {age}", outbox.messages, outbox.bytes);
     }
+    let width = status.counters.keys().map(String::len).max().unwrap_or(0);
     for (name, value) in &status.counters {
-        println!("  {name:<24} {value}");
+        println!("  {name:<width$} {value}");
     }
     for m in &status.modules {
         println!(
