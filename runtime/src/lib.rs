@@ -17,9 +17,11 @@
 //! keeps module key-value state, replay windows and the outbox in one SQLite
 //! file; [`trust`] holds the keys and the sealing; [`clock::Clock`] is the
 //! gateway's time, which the simulator may run faster than real time;
-//! [`topology`] builds all of it from a config and runs it until the sources
-//! end or a signal arrives; [`telemetry`] and [`metrics`] say how it goes,
-//! and [`systemd`] tells the service manager (ready, stopping, watchdog).
+//! [`topology`] builds all of it from a config, runs it until the sources
+//! end or a signal arrives, and reloads it when its files change or on
+//! SIGHUP (building beside the running pipelines, swapping between frames);
+//! [`telemetry`] and [`metrics`] say how it goes, and [`systemd`] tells the
+//! service manager (ready, reloading, stopping, watchdog).
 
 pub mod builtin;
 pub mod clock;
