@@ -132,6 +132,13 @@ pub fn state_dir_of(path: &Path) -> PathBuf {
 /// The folder of drop-in files beside the main configuration file.
 pub const DROP_IN_DIR: &str = "conf.d";
 
+/// Whether a file in the drop-in folder is configuration: `*.toml`, not
+/// hidden (editors' backups and swap files are not).
+pub fn is_drop_in(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+        && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
 /// The `*.toml` files in `dir`, in name order; none when it does not exist.
 fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let entries = match std::fs::read_dir(dir) {
@@ -139,15 +146,8 @@ fn drop_ins(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(ConfigError::Read { path: dir.to_path_buf(), source }),
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        // Editors' backups and hidden swap files are not configuration.
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "toml")
-                && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| is_drop_in(p)).collect();
     files.sort();
     Ok(files)
 }

@@ -6,8 +6,8 @@
 mod load;
 
 pub use load::{
-    ConfigError, DROP_IN_DIR, Loaded, Located, format_mac, load, load_str, parse_bindkey, parse_mac,
-    state_dir_of,
+    ConfigError, DROP_IN_DIR, Loaded, Located, format_mac, is_drop_in, load, load_str, parse_bindkey,
+    parse_mac, state_dir_of,
 };
 
 use serde::Deserialize;

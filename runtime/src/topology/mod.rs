@@ -125,6 +125,12 @@ struct StatusInputs {
     reload: ReloadStatus,
 }
 
+impl StatusInputs {
+    fn gather(&self, counters: &Counters, running: bool) -> Status {
+        Status::gather(&self.gateway, &self.config, counters, self.outbox.as_deref(), &self.reload, running)
+    }
+}
+
 /// The sensors and pipelines the router sends to.
 struct RouteTable {
     sensors: HashMap<[u8; 6], SensorEntry>,
@@ -337,16 +343,7 @@ impl Gateway {
     }
 
     fn write_status(&self, running: bool) {
-        let inputs = self.status();
-        let status = Status::gather(
-            &inputs.gateway,
-            &inputs.config,
-            &self.counters,
-            inputs.outbox.as_deref(),
-            &inputs.reload,
-            running,
-        );
-        drop(inputs);
+        let status = self.status().gather(&self.counters, running);
         block_in_place(|| status.write(&self.loaded.state_dir()));
     }
 
@@ -361,19 +358,18 @@ impl Gateway {
         let built =
             block_in_place(|| build(&next, &self.engine, &self.state, &self.clock, Missing::Generate))
                 .map_err(|e| e.to_string())?;
-        let sink_error = |e: BuildError| e.to_string();
-        let new_uplink = match new.uplink != now.uplink || new.outbox != now.outbox {
-            true => Some(uplink_parts(&next, &mut self.outbox, &self.counters).map_err(sink_error)?),
-            false => None,
-        };
-        let new_alarm = match new.alarm != now.alarm {
-            true => Some(sink::from_config(&new.alarm, &next, "alarm").map_err(|e| e.to_string())?),
-            false => None,
-        };
-        let new_actuator = match new.actuator != now.actuator {
-            true => Some(sink::from_config(&new.actuator, &next, "actuator").map_err(|e| e.to_string())?),
-            false => None,
-        };
+        let new_uplink = (new.uplink != now.uplink || new.outbox != now.outbox)
+            .then(|| uplink_parts(&next, &mut self.outbox, &self.counters))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let new_alarm = (new.alarm != now.alarm)
+            .then(|| sink::from_config(&new.alarm, &next, "alarm"))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let new_actuator = (new.actuator != now.actuator)
+            .then(|| sink::from_config(&new.actuator, &next, "actuator"))
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let sim_changed = sim_identity(now) != sim_identity(new);
         let simulated = match sim_changed {
             true => sim_sensors(&next, &self.state).map_err(|e| e.to_string())?,
@@ -519,17 +515,9 @@ impl Gateway {
         if let Some(metrics) = self.metrics {
             metrics.abort();
         }
-        let inputs = self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Status::gather(
-            &inputs.gateway,
-            &inputs.config,
-            &self.counters,
-            inputs.outbox.as_deref(),
-            &inputs.reload,
-            false,
-        )
-        .write(&self.loaded.state_dir());
-        drop(inputs);
+        let status =
+            self.status.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).gather(&self.counters, false);
+        status.write(&self.loaded.state_dir());
         let summary: Vec<String> = self.counters.snapshot().iter().map(|(k, v)| format!("{k}={v}")).collect();
         let peak_rss = crate::telemetry::peak_rss_kib().map_or_else(|| "unknown".into(), |k| k.to_string());
         tracing::info!("stopped: {} peak_rss_kib={peak_rss}", summary.join(" "));
@@ -700,17 +688,7 @@ async fn start_metrics(
 /// Keep `STATE/status.json` current for `edgeward status`.
 async fn write_status(state_dir: PathBuf, inputs: Arc<Mutex<StatusInputs>>, counters: Arc<Counters>) {
     loop {
-        let status = {
-            let inputs = inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            Status::gather(
-                &inputs.gateway,
-                &inputs.config,
-                &counters,
-                inputs.outbox.as_deref(),
-                &inputs.reload,
-                true,
-            )
-        };
+        let status = inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).gather(&counters, true);
         block_in_place(|| status.write(&state_dir));
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }

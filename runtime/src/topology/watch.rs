@@ -76,10 +76,7 @@ impl WatchSet {
             return true;
         }
         let Some(dir) = &self.drop_in_dir else { return false };
-        path == dir
-            || (path.parent() == Some(dir.as_path())
-                && path.extension().is_some_and(|e| e == "toml")
-                && !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        path == dir || (path.parent() == Some(dir.as_path()) && crate::config::is_drop_in(path))
     }
 }
 
