@@ -1,21 +1,23 @@
-//! Latency through the BLE source: from the emulated BlueZ emitting a
-//! device's PropertiesChanged (new BTHome ServiceData) to the reading's
-//! record appended to the file uplink, through the real daemon
-//! (`edgeward run`: bluer, decode, one rule, sink), with active discovery and
-//! with an advertisement monitor (passive). Then advertisements per second
-//! end to end, sent as fast as the emulator emits them.
+//! BLE latency: BlueZ signal to uplink record
+//!
+//! From the emulated BlueZ emitting a device's PropertiesChanged (new BTHome
+//! ServiceData and RSSI) to the reading's record in the file uplink (polled
+//! every 0.1 ms), through the real daemon (`edgeward run`: bluer, decode,
+//! one rule, sink), one reading at a time, with active discovery and with an
+//! advertisement monitor (passive scanning); "emit → source" is to the
+//! `received` time the BLE source stamped (1 ms resolution). Then a burst of
+//! advertisements as fast as the emulator emits them (a Python process: its
+//! own rate is printed beside, and is the ceiling). Real BlueZ adds the
+//! controller-to-bluetoothd hop, which no emulation covers.
 //!
 //! Uses the tests' emulated BlueZ (`tests/support/bluez.rs`: a private
 //! dbus-daemon and python3-dbusmock), so it needs what the BLE tests need
-//! (`dbus-daemon`, `/usr/bin/python3` with `dbusmock`):
-//!
-//! ```sh
-//! cargo bench -p edgeward --bench ble_latency
-//! ```
-//!
+//! (`dbus-daemon`, `/usr/bin/python3` with `dbusmock`).
 //! `cargo test -p edgeward --bench ble_latency` runs the same code in a
 //! debug build (a check, not a measurement). `EDGEWARD_BENCH_READINGS` sets
-//! how many readings are timed (default 500). Prints Markdown for BENCHMARKS.md.
+//! how many readings are timed (default 500).
+//!
+//! Run with `cargo bench -p edgeward --bench ble_latency`. Prints Markdown.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,15 +1,19 @@
-//! The durable outbox: append rate with group commit against one
-//! transaction per message (the naive floor), both `synchronous = FULL`
-//! (every commit fsync'd), and the drain rate of a 100 000-message backlog to
-//! a local Mosquitto after an outage (QoS 1, removed on PUBACK).
+//! Outbox: group commit and backlog drain
+//!
+//! The durable outbox (`synchronous = FULL`: every commit fsync'd, so an
+//! accepted message survives power loss): 200-byte appends in groups,
+//! against one transaction per message (the naive floor); then a backlog of
+//! 100 000 messages (an outage) drained to a local Mosquitto with QoS 1, 64
+//! in flight, each removed on its PUBACK.
 //!
 //! Run with `cargo bench -p edgeward --bench outbox` (needs `mosquitto` on
 //! PATH or in /usr/sbin for the drain figure). Prints Markdown.
 
+mod common;
+
 use edgeward::sink::mqtt::{MqttConfig, Publisher, publish_outbox};
 use edgeward::sink::outbox::{NewEntry, Outbox, Overflow};
 use edgeward::telemetry::Counters;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -38,29 +42,8 @@ fn appends_per_second(batch: usize, total: usize) -> f64 {
     total as f64 / start.elapsed().as_secs_f64()
 }
 
-fn mosquitto() -> Option<(std::process::Child, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let binary = ["mosquitto", "/usr/sbin/mosquitto"]
-        .into_iter()
-        .find(|b| Command::new(b).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())?;
-    let child = Command::new(binary)
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((child, port))
-}
-
 fn drain_per_second(backlog: usize) -> Option<f64> {
-    let (mut broker, port) = mosquitto()?;
+    let (mut broker, port) = common::mosquitto()?;
     let dir = tempfile::tempdir().unwrap();
     let outbox = Arc::new(Outbox::open(dir.path(), u64::MAX, Overflow::RejectNew).unwrap());
     for b in 0..backlog / 1000 {

@@ -1,18 +1,20 @@
-//! The cost of running policy in WebAssembly, measured against its floor.
+//! Policy pipeline: WebAssembly against native
 //!
-//! - The alarm + heating pipeline through the real wasmtime host, against the
-//!   same two rules compiled natively and called directly (their crates'
-//!   native build, with the SDK's in-memory host), in the same run.
-//! - The per-call overhead of a rule that does nothing but forward.
-//! - Peak RSS of `edgeward run` on the demo configuration, with a cold and a
-//!   warm compiled-module cache.
+//! The `alarm` and `heating` rules, exactly as shipped, over room readings
+//! that swing across the alarm thresholds and the thermostat's band: through
+//! the gateway's real wasmtime host (one instance per rule, reused; epoch
+//! deadline and memory cap armed; module state in SQLite), against the same
+//! two crates compiled natively and called directly (the SDK's in-memory
+//! host), in alternating rounds. Then the cost of crossing into the sandbox
+//! and back: a rule that only forwards, alone and four in a row. Then peak
+//! RSS of `edgeward run` on the demo configuration with a cold and a warm
+//! compiled-module cache.
 //!
-//! Run with `cargo bench -p edgeward --bench pipeline`; it prints Markdown
-//! for BENCHMARKS.md. Figures are medians of several runs.
+//! Run with `cargo bench -p edgeward --bench pipeline`. Prints Markdown.
 
 mod common;
 
-use common::{Host, RUNS, median_ns};
+use common::{Host, Interleaved, RUNS, interleaved};
 use edgeward::config::OnError;
 use edgeward::pipeline::Pipeline;
 use edgeward::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading};
@@ -22,7 +24,6 @@ use edgeward_module_heating::Thermostat;
 use edgeward_sdk::Rule;
 use std::hint::black_box;
 use std::path::Path;
-use std::process::Command;
 
 const MESSAGES: usize = 20_000;
 
@@ -90,7 +91,7 @@ fn builtin(name: &str) -> &'static [u8] {
     edgeward::builtin::module(name).unwrap()
 }
 
-fn bench_pipeline() -> (f64, f64) {
+fn bench_pipeline() -> Interleaved {
     let series = series(MESSAGES);
 
     let host = Host::new(|_| Keyring::default());
@@ -99,104 +100,89 @@ fn bench_pipeline() -> (f64, f64) {
         host.instance("heating", builtin("heating"), HEATING, &["kv"]),
     ];
     let mut pipeline = Pipeline::new("bench".into(), OnError::Drop, stages);
-    let messages: Vec<Message> = series.iter().map(|&(t, c)| host_message(t, c)).collect();
-    let wasm = median_ns(|| {
-        for msg in &messages {
-            black_box(pipeline.process(msg.clone()));
-        }
-        messages.len()
-    });
+    let host_messages: Vec<Message> = series.iter().map(|&(t, c)| host_message(t, c)).collect();
 
     let mut alarm: AlarmRule = edgeward_sdk::testing::init(ALARM).unwrap();
     let mut heating: Thermostat = edgeward_sdk::testing::init(HEATING).unwrap();
-    let messages: Vec<edgeward_sdk::Message> = series.iter().map(|&(t, c)| native_message(t, c)).collect();
-    let native = median_ns(|| {
-        for msg in &messages {
-            let outcome = alarm.process(msg.clone()).unwrap();
-            if let edgeward_sdk::Verdict::Forward(next) = outcome.verdict {
-                black_box(heating.process(next).unwrap());
+    let native_messages: Vec<edgeward_sdk::Message> =
+        series.iter().map(|&(t, c)| native_message(t, c)).collect();
+    interleaved(
+        RUNS,
+        || {
+            for msg in &native_messages {
+                let outcome = alarm.process(msg.clone()).unwrap();
+                if let edgeward_sdk::Verdict::Forward(next) = outcome.verdict {
+                    black_box(heating.process(next).unwrap());
+                }
             }
-        }
-        messages.len()
-    });
-    (wasm, native)
+            native_messages.len()
+        },
+        || {
+            for msg in &host_messages {
+                black_box(pipeline.process(msg.clone()));
+            }
+            host_messages.len()
+        },
+    )
 }
 
-/// One WebAssembly call to a rule that only forwards (the `faulty` test rule
-/// configured to fail on `tick` only).
-fn bench_call_overhead() -> f64 {
+/// The sandbox's cost per message: a pipeline of `stages` rules that only
+/// forward (the `faulty` test rule configured to fail on `tick` only),
+/// against the same message cloned as the pipeline does on the way in.
+fn bench_call_overhead(stages: usize) -> Interleaved {
     let wasm = std::fs::read(Path::new(env!("EDGEWARD_GUEST_DIR")).join("test-faulty.wasm")).unwrap();
     let host = Host::new(|_| Keyring::default());
-    let mut rule = host.instance("forward", &wasm, r#"{"fault":"error","on":"tick"}"#, &[]);
+    let rules = (0..stages)
+        .map(|i| host.instance(&format!("forward-{i}"), &wasm, r#"{"fault":"error","on":"tick"}"#, &[]))
+        .collect();
+    let mut pipeline = Pipeline::new("bench".into(), OnError::Drop, rules);
     let msg = host_message(0, 20.0);
-    median_ns(|| {
-        for _ in 0..MESSAGES {
-            black_box(rule.process(&msg).unwrap());
-        }
-        MESSAGES
-    })
-}
-
-/// Peak RSS (KiB) of `edgeward run` on the demo config at full simulation
-/// speed, with a fresh state directory, and the cache cold or warm.
-fn demo_rss() -> (u64, u64) {
-    let dir = tempfile::tempdir().unwrap();
-    let demo =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/demo.toml")).unwrap();
-    let mut config: toml::Table = demo.parse().unwrap();
-    let set = |config: &mut toml::Table, table: &str, key: &str, value: toml::Value| {
-        config.get_mut(table).unwrap().as_table_mut().unwrap().insert(key.into(), value);
-    };
-    set(&mut config, "gateway", "state-dir", "state".into());
-    set(&mut config, "sim", "speed", 0.into());
-    for sink in ["uplink", "alarm", "actuator"] {
-        config.insert(sink.into(), toml::toml! { type = "none" }.into());
-    }
-    let path = dir.path().join("demo.toml");
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
-    let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_edgeward"))
-            .args(["run", "-c", path.to_str().unwrap()])
-            .env("EDGEWARD_LOG", "info")
-            .env_remove("EDGEWARD_CACHE_DIR")
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{log}");
-        let field = log.split("peak_rss_kib=").nth(1).expect("the stopped line");
-        field.split_whitespace().next().unwrap().parse::<u64>().unwrap()
-    };
-    (run(), run())
+    interleaved(
+        RUNS,
+        || {
+            for _ in 0..MESSAGES {
+                black_box(msg.clone());
+            }
+            MESSAGES
+        },
+        || {
+            for _ in 0..MESSAGES {
+                black_box(pipeline.process(msg.clone()));
+            }
+            MESSAGES
+        },
+    )
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing
-    // useful either: always run, it takes under a minute.
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find(|l| l.starts_with("model name")).map(|l| l[l.find(':').unwrap() + 2..].to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let (wasm, native) = bench_pipeline();
-    let call = bench_call_overhead();
-    let (rss_cold, rss_warm) = demo_rss();
+    let rules = bench_pipeline();
+    let one = bench_call_overhead(1);
+    let four = bench_call_overhead(4);
 
-    println!("Machine: {cpu}, {cores} cores. {MESSAGES} messages per run, median of {RUNS} runs.\n");
+    println!("{MESSAGES} messages per round, {RUNS} rounds alternating native and WebAssembly, medians.\n");
     println!("| path | per message | messages/s (one core) | vs native |");
     println!("| --- | ---: | ---: | ---: |");
-    println!("| alarm + heating, native (floor) | {:.2} µs | {:.0} | 1.00x |", native / 1e3, 1e9 / native);
+    println!(
+        "| alarm + heating, native (floor) | {:.2} µs | {:.0} | 1.00x |",
+        rules.floor_ns / 1e3,
+        1e9 / rules.floor_ns
+    );
     println!(
         "| alarm + heating, WebAssembly pipeline | {:.2} µs | {:.0} | {:.2}x |",
-        wasm / 1e3,
-        1e9 / wasm,
-        wasm / native
+        rules.subject_ns / 1e3,
+        1e9 / rules.subject_ns,
+        rules.ratio
     );
-    println!("| one forwarding rule (call overhead) | {:.2} µs | {:.0} | |", call / 1e3, 1e9 / call);
     println!();
-    println!("| `edgeward run -c configs/demo.toml` | peak RSS |");
-    println!("| --- | ---: |");
-    println!("| cold module cache (compiles in-process) | {:.1} MiB |", rss_cold as f64 / 1024.0);
-    println!("| warm module cache | {:.1} MiB |", rss_warm as f64 / 1024.0);
+    println!(
+        "Sandbox overhead: pipelines of rules that only forward, per message, less cloning the message \
+         (one instance per rule, reused; pooling allocator off; epoch deadline and memory cap armed; \
+         module path recorded). Goal: ≤ 3 µs for four rules.\n"
+    );
+    println!("| rules | per message | per rule |");
+    println!("| ---: | ---: | ---: |");
+    for (n, m) in [(1, &one), (4, &four)] {
+        let overhead = m.subject_ns - m.floor_ns;
+        println!("| {n} | {:.2} µs | {:.2} µs |", overhead / 1e3, overhead / 1e3 / n as f64);
+    }
 }

@@ -5,9 +5,10 @@
 //!
 //! ```text
 //! source::ble::run / source::sim::run   raw frames (BTHome service data, signed notifications)
-//!   → topology::route                   the sensor by address; decode::decode_frame (BTHome,
-//!                                       or a COSE_Sign1 verified against the sensor's key);
-//!                                       the replay guard (StateStore::replay_accept)
+//!   → topology::admit::Admission        in batches of what has queued: the sensor by address;
+//!                                       decode::decode_unverified (BTHome, or a COSE_Sign1),
+//!                                       decode::verify_all (the batch's signatures at once);
+//!                                       the replay guard (StateStore::replay_accept_all)
 //!   → pipeline::Pipeline::process       the profile's rules, in order, each in its own sandbox
 //!   → sink::SinkSet                     uplink (sink::mqtt::UplinkSink → sink::outbox::Outbox →
 //!                                       sink::mqtt::publish_outbox), alarm, actuator

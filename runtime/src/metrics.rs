@@ -49,6 +49,21 @@ pub fn render(counters: &Counters, outbox: Option<&Outbox>) -> String {
             let _ = writeln!(out, "edgeward_module_call_seconds_count{{{}}} {}", labels(m), m.calls);
         }
     }
+    out.push_str("# TYPE edgeward_latency_seconds summary\n");
+    for (path, summary) in counters.latency_snapshot() {
+        for (quantile, ms) in [("0.5", summary.p50_ms), ("0.99", summary.p99_ms), ("0.999", summary.p999_ms)]
+        {
+            if let Some(ms) = ms {
+                let _ = writeln!(
+                    out,
+                    "edgeward_latency_seconds{{path=\"{path}\",quantile=\"{quantile}\"}} {}",
+                    ms / 1e3
+                );
+            }
+        }
+        let _ = writeln!(out, "edgeward_latency_seconds_sum{{path=\"{path}\"}} {}", summary.sum_s);
+        let _ = writeln!(out, "edgeward_latency_seconds_count{{path=\"{path}\"}} {}", summary.count);
+    }
     if let Some(depth) = outbox.and_then(|o| o.depth().ok()) {
         let age = depth
             .oldest_created_ms

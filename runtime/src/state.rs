@@ -4,6 +4,7 @@
 
 use crate::trust::replay::{self, CounterWidth, ReplayError, Window};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -126,23 +127,48 @@ impl StateStore {
         seq: u64,
         width: CounterWidth,
     ) -> Result<Result<(), ReplayError>, StateError> {
-        let conn = self.conn();
-        let stored: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT high, seen FROM replay WHERE sensor = ?1")
-            .and_then(|mut s| s.query_row(params![sensor], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(|e| self.sqlite(e))?;
-        let window = stored.map(|(high, seen)| Window { high: high as u64, seen: seen as u32 });
-        let updated = match replay::check(window, seq, width) {
-            Ok(updated) => updated,
-            Err(refused) => return Ok(Err(refused)),
+        Ok(self.replay_accept_all(&[(sensor, seq, width)])?.remove(0))
+    }
+
+    /// [`replay_accept`](Self::replay_accept) for several counters in order,
+    /// in one transaction: one commit for a batch of readings instead of one
+    /// each. A verdict per counter; nothing is recorded if the store fails.
+    pub fn replay_accept_all(
+        &self,
+        counters: &[(&str, u64, CounterWidth)],
+    ) -> Result<Vec<Result<(), ReplayError>>, StateError> {
+        let mut conn = self.conn();
+        let check_all = |conn: &mut Connection| -> rusqlite::Result<Vec<Result<(), ReplayError>>> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut windows: HashMap<&str, Option<Window>> = HashMap::new();
+            let mut verdicts = Vec::with_capacity(counters.len());
+            for &(sensor, seq, width) in counters {
+                let window = match windows.get(sensor) {
+                    Some(window) => *window,
+                    None => tx
+                        .prepare_cached("SELECT high, seen FROM replay WHERE sensor = ?1")?
+                        .query_row(params![sensor], |r| {
+                            Ok(Window { high: r.get::<_, i64>(0)? as u64, seen: r.get::<_, i64>(1)? as u32 })
+                        })
+                        .optional()?,
+                };
+                verdicts.push(replay::check(window, seq, width).map(|updated| {
+                    windows.insert(sensor, Some(updated));
+                }));
+                windows.entry(sensor).or_insert(window);
+            }
+            for (sensor, window) in &windows {
+                let Some(window) = window else { continue };
+                tx.prepare_cached(
+                    "INSERT INTO replay (sensor, high, seen) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (sensor) DO UPDATE SET high = excluded.high, seen = excluded.seen",
+                )?
+                .execute(params![sensor, window.high as i64, i64::from(window.seen)])?;
+            }
+            tx.commit()?;
+            Ok(verdicts)
         };
-        conn.prepare_cached(
-            "INSERT INTO replay (sensor, high, seen) VALUES (?1, ?2, ?3)
-             ON CONFLICT (sensor) DO UPDATE SET high = excluded.high, seen = excluded.seen",
-        )
-        .and_then(|mut s| s.execute(params![sensor, updated.high as i64, i64::from(updated.seen)]))
-        .map_err(|e| self.sqlite(e))?;
-        Ok(Ok(()))
+        check_all(&mut conn).map_err(|e| self.sqlite(e))
     }
 
     /// Forget `sensor`'s replay window (a deliberate re-key or a battery
@@ -253,6 +279,22 @@ mod tests {
         assert!(store.replay_accept("other", 7, CounterWidth::Bits64).unwrap().is_ok());
         assert!(store.replay_reset("w").unwrap());
         assert_eq!(store.replay_accept("w", 1, CounterWidth::Bits64).unwrap(), Ok(()));
+    }
+
+    /// Counters checked together see each other (a repeat within the batch
+    /// is a replay) and are all recorded by the one commit.
+    #[test]
+    fn replay_batch_sees_its_own_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let w = CounterWidth::Bits64;
+        let verdicts =
+            store.replay_accept_all(&[("w", 5, w), ("w", 5, w), ("x", 1, w), ("w", 6, w)]).unwrap();
+        assert_eq!(verdicts.iter().map(Result::is_ok).collect::<Vec<_>>(), [true, false, true, true]);
+        drop(store);
+        let store = StateStore::open(dir.path()).unwrap();
+        let again = store.replay_accept_all(&[("w", 6, w), ("x", 1, w), ("w", 7, w)]).unwrap();
+        assert_eq!(again.iter().map(Result::is_ok).collect::<Vec<_>>(), [false, false, true]);
     }
 
     /// A simulated sensor's counter keeps counting across reopening.

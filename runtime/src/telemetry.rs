@@ -94,6 +94,102 @@ pub struct Counters {
     pub ble_passive_scan: AtomicU64,
     /// Discoveries running (active scanning): 1 while it runs.
     pub ble_active_discovery: AtomicU64,
+    /// From a frame entering the gateway to its message committed to the
+    /// outbox (MQTT uplink only).
+    pub latency_to_outbox: LatencyHistogram,
+    /// From a frame entering the gateway to an alarm it raised being handed
+    /// to the alarm sink's transport (the MQTT client, or written to the file).
+    pub latency_to_alarm: LatencyHistogram,
+}
+
+/// Latencies in microseconds, in buckets an eighth of a power of two wide
+/// (exact below 16 µs): quantiles within 12.5 %, lock-free to record.
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LatencyHistogram::BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_us: AtomicU64::new(0) }
+    }
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyHistogram").field("count", &self.count()).finish()
+    }
+}
+
+impl LatencyHistogram {
+    /// Up to 2^40 µs (12 days); longer ones land in the last bucket.
+    const BUCKETS: usize = 16 + (40 - 4) * 8;
+
+    fn bucket(us: u64) -> usize {
+        if us < 16 {
+            return us as usize;
+        }
+        let exponent = 63 - us.leading_zeros() as usize; // 4 or more
+        let eighth = ((us >> (exponent - 3)) & 7) as usize;
+        (16 + (exponent - 4) * 8 + eighth).min(Self::BUCKETS - 1)
+    }
+
+    /// The largest value in bucket `i`, in µs.
+    fn upper_bound_us(i: usize) -> u64 {
+        if i < 16 {
+            return i as u64;
+        }
+        let (exponent, eighth) = (4 + (i - 16) / 8, ((i - 16) % 8) as u64);
+        ((8 + eighth + 1) << (exponent - 3)) - 1
+    }
+
+    pub fn record(&self, latency: std::time::Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[Self::bucket(us)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `q` quantile (0..=1) in milliseconds: the upper bound of its
+    /// bucket. None when nothing was recorded.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        let i = counts.iter().position(|c| {
+            seen += c;
+            seen >= rank
+        })?;
+        Some(Self::upper_bound_us(i) as f64 / 1000.0)
+    }
+
+    /// Count and p50, p99, p99.9 (ms), for status and metrics.
+    pub fn summary(&self) -> LatencySummary {
+        LatencySummary {
+            count: self.count(),
+            sum_s: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            p50_ms: self.quantile_ms(0.5),
+            p99_ms: self.quantile_ms(0.99),
+            p999_ms: self.quantile_ms(0.999),
+        }
+    }
+}
+
+/// A latency histogram's quantiles (ms; None before the first sample).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub sum_s: f64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub p999_ms: Option<f64>,
 }
 
 impl Counters {
@@ -139,6 +235,11 @@ impl Counters {
     /// gauge, which may go down, rather than a total.
     pub fn is_gauge(name: &str) -> bool {
         matches!(name, "uplink_connected" | "ble_passive_scan" | "ble_active_discovery")
+    }
+
+    /// The latency histograms' summaries, by name.
+    pub fn latency_snapshot(&self) -> [(&'static str, LatencySummary); 2] {
+        [("to_outbox", self.latency_to_outbox.summary()), ("to_alarm", self.latency_to_alarm.summary())]
     }
 
     /// A snapshot as `name value` pairs, for logs and `--json` output.
@@ -206,6 +307,9 @@ pub struct Status {
     /// Per module per profile: calls, faults, latency.
     #[serde(default)]
     pub modules: Vec<ModuleStatus>,
+    /// Frame entered → `to_outbox` / `to_alarm`, since the daemon started.
+    #[serde(default)]
+    pub latency: std::collections::BTreeMap<String, LatencySummary>,
 }
 
 /// Which configuration generation serves, and the last reload's outcome.
@@ -287,6 +391,7 @@ impl Status {
             outbox,
             reload: reload.clone(),
             modules: counters.module_snapshot(),
+            latency: counters.latency_snapshot().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
         }
     }
 
@@ -307,6 +412,37 @@ impl Status {
             Err(e) => tracing::debug!("still cannot write status.json: {e}"),
             Ok(()) if FAILING.swap(false, Ordering::Relaxed) => tracing::info!("status.json written again"),
             Ok(()) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Quantiles come out within the bucket width (12.5 %) of the truth,
+    /// exact for small values, and every value lands in a bucket that holds it.
+    #[test]
+    fn latency_quantiles() {
+        let h = LatencyHistogram::default();
+        assert_eq!(h.quantile_ms(0.5), None);
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let near = |got: Option<f64>, want_ms: f64| {
+            let got = got.unwrap();
+            assert!(got >= want_ms && got <= want_ms * 1.125, "{got} for {want_ms}");
+        };
+        near(h.quantile_ms(0.5), 0.5);
+        near(h.quantile_ms(0.99), 0.99);
+        near(h.quantile_ms(0.999), 0.999);
+        assert_eq!(h.summary().count, 1000);
+        assert!((h.summary().sum_s - 0.5005).abs() < 1e-9);
+        for us in [0u64, 7, 15, 16, 17, 100, 1 << 20, u64::MAX >> 1] {
+            let i = LatencyHistogram::bucket(us);
+            assert!(LatencyHistogram::upper_bound_us(i) >= us.min((1 << 40) - 1), "{us} in bucket {i}");
+            assert!(i == 0 || LatencyHistogram::upper_bound_us(i - 1) < us, "{us} in bucket {i}");
         }
     }
 }

@@ -92,6 +92,15 @@ fn uplink_round_trip() {
         let buckets: u64 = m["latency_buckets"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap()).sum();
         assert_eq!(buckets, m["calls"].as_u64().unwrap(), "every call in one bucket");
     }
+    // One latency sample per message committed to the outbox, quantiles in
+    // order; alarms raised by messages have theirs (ticks' alarms have none).
+    let to_outbox = &status["latency"]["to_outbox"];
+    assert_eq!(to_outbox["count"], 120, "{to_outbox}");
+    let quantiles: Vec<f64> =
+        ["p50_ms", "p99_ms", "p999_ms"].iter().map(|q| to_outbox[q].as_f64().unwrap()).collect();
+    assert!(quantiles[0] > 0.0 && quantiles.is_sorted(), "{to_outbox}");
+    let to_alarm = status["latency"]["to_alarm"]["count"].as_u64().unwrap();
+    assert!(to_alarm <= status["counters"]["alarms"].as_u64().unwrap(), "{status}");
 }
 
 /// A full outbox under `reject-new` refuses new messages and counts them;
@@ -219,6 +228,12 @@ fn alarms_flow_while_uplink_is_down() {
     let commands = got.iter().filter(|(t, _)| t.starts_with("edgeward/demo-gw/actuator/heating/")).count();
     assert!(alarms >= 1, "no alarm arrived: {got:?}");
     assert!(commands >= 2, "no heating command arrived");
+    // Each fever alarm came from a message, so each has its latency sample.
+    let status = crate::support::edgeward(&["status", "--json", "-c", config.to_str().unwrap()]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let to_alarm = &status["latency"]["to_alarm"];
+    assert!(to_alarm["count"].as_u64().unwrap() >= alarms as u64, "{to_alarm}");
+    assert!(to_alarm["p99_ms"].as_f64().unwrap() > 0.0, "{to_alarm}");
 }
 
 /// The Prometheus endpoint serves the counters and the outbox depth while
@@ -279,6 +294,10 @@ fn metrics_endpoint_serves_counters_and_outbox() {
     let all =
         value(r#"edgeward_module_call_seconds_bucket{profile="provenance",module="countersign",le="+Inf"} "#);
     assert_eq!(all, calls, "the +Inf bucket counts every call");
+    // The broker is down, but messages are committed: one latency sample each.
+    let committed = value(r#"edgeward_latency_seconds_count{path="to_outbox"} "#);
+    assert!(committed >= waiting as f64, "{text}");
+    assert!(value(r#"edgeward_latency_seconds{path="to_outbox",quantile="0.99"} "#) > 0.0, "{text}");
 }
 
 /// `edgeward verify` reads straight from the broker and verifies what the

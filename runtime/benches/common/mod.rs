@@ -27,6 +27,43 @@ pub fn median_ns(mut f: impl FnMut() -> usize) -> f64 {
     runs[RUNS / 2]
 }
 
+/// Two measurements taken in alternating rounds: medians per message (ns)
+/// and the median of the rounds' ratios `subject / floor`.
+pub struct Interleaved {
+    pub floor_ns: f64,
+    pub subject_ns: f64,
+    pub ratio: f64,
+}
+
+/// Time `floor` and `subject` (each returns how many messages it handled)
+/// in `rounds` alternating rounds, so that a shared machine's drift hits
+/// both alike.
+pub fn interleaved(
+    rounds: usize,
+    mut floor: impl FnMut() -> usize,
+    mut subject: impl FnMut() -> usize,
+) -> Interleaved {
+    let time = |f: &mut dyn FnMut() -> usize| {
+        let start = Instant::now();
+        let n = f();
+        start.elapsed().as_nanos() as f64 / n as f64
+    };
+    let (mut floors, mut subjects, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let f = time(&mut floor);
+        let s = time(&mut subject);
+        floors.push(f);
+        subjects.push(s);
+        ratios.push(s / f);
+    }
+    Interleaved { floor_ns: median(floors), subject_ns: median(subjects), ratio: median(ratios) }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// The gateway's real wasmtime host, state store and keys.
 pub struct Host {
     pub engine: Engine,
@@ -65,4 +102,32 @@ impl Host {
         };
         Instance::start(Arc::new(prepared), ctx).unwrap()
     }
+}
+
+/// A private Mosquitto on a free port (None when it is not installed).
+/// Kill the child when done.
+pub fn mosquitto() -> Option<(std::process::Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let binary = ["mosquitto", "/usr/sbin/mosquitto"].into_iter().find(|b| {
+        std::process::Command::new(b)
+            .arg("-h")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    })?;
+    let child = std::process::Command::new(binary)
+        .args(["-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((child, port))
 }

@@ -92,6 +92,7 @@ fn signed_reading(
         address: mac.unwrap_or_default(),
         rssi: None,
         received_ms: edgeward::clock::wall_ms(),
+        entered: std::time::Instant::now(),
         payload: Payload::Notification { data: bytes.to_vec() },
     };
     let message = decode_frame(&frame, &sensor)?;

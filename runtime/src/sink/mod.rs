@@ -13,8 +13,11 @@ pub use jsonl::{FileSink, NullSink, StdoutSink};
 use crate::clock::format_rfc3339_ms;
 use crate::config::{Loaded, SinkConfig};
 use crate::pipeline::bindings::{Alarm, Command, Message};
+use crate::telemetry::Counters;
 use base64::Engine as _;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -24,10 +27,11 @@ const SINK_QUEUE: usize = 1024;
 /// One piece of output.
 #[derive(Debug, Clone)]
 pub enum Record {
-    /// A message a profile forwarded, for the uplink.
-    Uplink { id: String, topic: String, profile: String, message: Message },
-    /// A local alarm.
-    Alarm { profile: String, at_ms: u64, alarm: Alarm },
+    /// A message a profile forwarded, for the uplink. `entered`: when its
+    /// frame entered the gateway, for the latency statistics.
+    Uplink { id: String, topic: String, profile: String, entered: Option<Instant>, message: Message },
+    /// A local alarm; `entered` as above, None when raised by a tick.
+    Alarm { profile: String, at_ms: u64, entered: Option<Instant>, alarm: Alarm },
     /// A command for a local actuator.
     Command { profile: String, at_ms: u64, command: Command },
 }
@@ -36,7 +40,7 @@ impl Record {
     /// The record as one JSON object (the JSON-lines format).
     pub fn to_json(&self) -> Value {
         match self {
-            Record::Uplink { id, topic, profile, message } if message.is_sealed() => json!({
+            Record::Uplink { id, topic, profile, message, .. } if message.is_sealed() => json!({
                 // Sealed: only what the broker would see.
                 "kind": "uplink",
                 "id": id,
@@ -45,7 +49,7 @@ impl Record {
                 "content_type": message.envelope.content_type,
                 "body": base64::engine::general_purpose::STANDARD.encode(&message.envelope.body),
             }),
-            Record::Uplink { id, topic, profile, message } => {
+            Record::Uplink { id, topic, profile, message, .. } => {
                 let r = &message.reading;
                 json!({
                     "kind": "uplink",
@@ -65,7 +69,7 @@ impl Record {
                     "body": base64::engine::general_purpose::STANDARD.encode(&message.envelope.body),
                 })
             }
-            Record::Alarm { profile, at_ms, alarm } => json!({
+            Record::Alarm { profile, at_ms, alarm, .. } => json!({
                 "kind": "alarm",
                 "profile": profile,
                 "at": format_rfc3339_ms(*at_ms),
@@ -215,19 +219,6 @@ pub struct SinkSet {
 }
 
 impl SinkSet {
-    /// Start the three sinks; the handles end when every sender is dropped
-    /// and the queues are drained.
-    pub fn start(
-        uplink: Box<dyn Sink>,
-        alarm: Box<dyn Sink>,
-        actuator: Box<dyn Sink>,
-    ) -> (Self, Vec<JoinHandle<()>>) {
-        let (uplink, a) = spawn("uplink", uplink);
-        let (alarm, b) = spawn("alarm", alarm);
-        let (actuator, c) = spawn("actuator", actuator);
-        (SinkSet { uplink, alarm, actuator }, vec![a, b, c])
-    }
-
     /// The sender for `record`'s kind.
     pub fn route(&self, record: &Record) -> &mpsc::Sender<Record> {
         match record {
@@ -240,13 +231,24 @@ impl SinkSet {
 
 /// Run `sink` on a blocking thread, fed by the returned sender; the task
 /// flushes when its queue runs dry and closes the sink when every sender is gone.
-pub fn spawn(kind: &'static str, mut sink: Box<dyn Sink>) -> (mpsc::Sender<Record>, JoinHandle<()>) {
+/// An alarm's latency (frame entered → handed to its sink's transport) is
+/// recorded in `counters`.
+pub fn spawn(
+    kind: &'static str,
+    mut sink: Box<dyn Sink>,
+    counters: Arc<Counters>,
+) -> (mpsc::Sender<Record>, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Record>(SINK_QUEUE);
     let handle = tokio::task::spawn_blocking(move || {
         while let Some(record) = rx.blocking_recv() {
             let record = record.with_id_in_envelope();
-            if let Err(e) = sink.write(&record) {
-                tracing::error!(sink = kind, "record lost: {e}");
+            match sink.write(&record) {
+                Err(e) => tracing::error!(sink = kind, "record lost: {e}"),
+                Ok(()) => {
+                    if let Record::Alarm { entered: Some(entered), .. } = &record {
+                        counters.latency_to_alarm.record(entered.elapsed());
+                    }
+                }
             }
             if rx.is_empty()
                 && let Err(e) = sink.flush()

@@ -286,7 +286,13 @@ impl Ctx {
 
     /// Hand a frame to the router; false when the router is gone.
     async fn send(&self, address: Address, rssi: Option<i16>, payload: Payload) -> bool {
-        let frame = Frame { address: address.0, rssi, received_ms: self.clock.now_ms(), payload };
+        let frame = Frame {
+            address: address.0,
+            rssi,
+            received_ms: self.clock.now_ms(),
+            entered: std::time::Instant::now(),
+            payload,
+        };
         self.frames.send(frame).await.is_ok()
     }
 }

@@ -139,6 +139,7 @@ impl Series {
             address: self.sensor.address,
             rssi: Some(-60 + self.noise(6.0) as i16),
             received_ms: now_ms,
+            entered: std::time::Instant::now(),
             payload,
         }
     }

@@ -10,16 +10,18 @@
 //! and sinks whose configuration did not change keep running; pipelines
 //! whose modules and settings did not change keep their instances.
 
+pub mod admit;
 mod build;
 mod watch;
+
+use admit::{Admission, Admitted};
 
 pub use build::{BuildError, Built, ModuleSummary, ProfileRuntime, SensorEntry, build};
 pub use watch::Trigger;
 
 use crate::clock::{Clock, wall_ms};
 use crate::config::{Config, Loaded, SensorFormat, SinkConfig, SourceKind};
-use crate::decode::{Frame, SensorRef, decode_frame};
-use crate::pipeline::bindings::Authenticity;
+use crate::decode::Frame;
 use crate::pipeline::{Effects, Engine, Fate, Message};
 use crate::sink::outbox::Outbox;
 use crate::sink::{self, Record, SinkSet, mqtt};
@@ -28,11 +30,9 @@ use crate::source::sim::{self, SimSensor, SimSigning};
 use crate::state::StateStore;
 use crate::telemetry::{Counters, ReloadOutcome, ReloadStatus, Status};
 use crate::trust::keys::{self, Missing};
-use crate::trust::replay::CounterWidth;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{JoinHandle, block_in_place};
@@ -92,8 +92,8 @@ struct SinkSlot {
 }
 
 impl SinkSlot {
-    fn start(kind: &'static str, sink: Box<dyn sink::Sink>) -> Self {
-        let (sender, task) = sink::spawn(kind, sink);
+    fn start(kind: &'static str, sink: Box<dyn sink::Sink>, counters: &Arc<Counters>) -> Self {
+        let (sender, task) = sink::spawn(kind, sink, counters.clone());
         SinkSlot { sender, task }
     }
 
@@ -174,11 +174,12 @@ impl Gateway {
         let mut outbox = None;
         let (uplink_sink, publisher) = uplink_parts(&loaded, &mut outbox, &counters)?;
         let uplink = Uplink {
-            sink: SinkSlot::start("uplink", uplink_sink),
+            sink: SinkSlot::start("uplink", uplink_sink, &counters),
             publisher: publisher.map(spawn_publisher),
         };
-        let alarm = SinkSlot::start("alarm", sink::from_config(&config.alarm, &loaded, "alarm")?);
-        let actuator = SinkSlot::start("actuator", sink::from_config(&config.actuator, &loaded, "actuator")?);
+        let alarm = SinkSlot::start("alarm", sink::from_config(&config.alarm, &loaded, "alarm")?, &counters);
+        let actuator =
+            SinkSlot::start("actuator", sink::from_config(&config.actuator, &loaded, "actuator")?, &counters);
         let metrics = start_metrics(&loaded, &counters, &outbox).await?;
         let reload = ReloadStatus { generation: 1, files: file_names(&loaded), last: None };
         let status = Arc::new(Mutex::new(StatusInputs {
@@ -378,9 +379,10 @@ impl Gateway {
         let mut changed = Vec::new();
 
         // The new generation's sinks: the running ones where unchanged.
-        let new_uplink = new_uplink.map(|(sink, publisher)| (SinkSlot::start("uplink", sink), publisher));
-        let new_alarm = new_alarm.map(|sink| SinkSlot::start("alarm", sink));
-        let new_actuator = new_actuator.map(|sink| SinkSlot::start("actuator", sink));
+        let new_uplink =
+            new_uplink.map(|(sink, publisher)| (SinkSlot::start("uplink", sink, &self.counters), publisher));
+        let new_alarm = new_alarm.map(|sink| SinkSlot::start("alarm", sink, &self.counters));
+        let new_actuator = new_actuator.map(|sink| SinkSlot::start("actuator", sink, &self.counters));
         let sinks = SinkSet {
             uplink: new_uplink.as_ref().map_or(&self.uplink.sink, |(slot, _)| slot).sender.clone(),
             alarm: new_alarm.as_ref().unwrap_or(&self.alarm).sender.clone(),
@@ -603,7 +605,7 @@ fn ble_sensors(loaded: &Loaded) -> Vec<BleSensor> {
 }
 
 /// Where the router sends each profile's messages.
-type Routes = HashMap<String, mpsc::Sender<(String, Message)>>;
+type Routes = HashMap<String, mpsc::Sender<Queued>>;
 /// Each new pipeline's runtime, and the sender that starts it.
 type Starts = Vec<(String, oneshot::Sender<ProfileRuntime>, ProfileRuntime)>;
 
@@ -694,8 +696,9 @@ async fn write_status(state_dir: PathBuf, inputs: Arc<Mutex<StatusInputs>>, coun
     }
 }
 
-/// Decode frames and hand each message to its sensor's profile.
-/// A new route table (after a reload) takes effect between two frames.
+/// Admit frames (see [`admit`]) and hand each message to its sensor's
+/// profile. A new route table (after a reload) takes effect between two
+/// batches of frames.
 async fn route(
     mut frames: mpsc::Receiver<Frame>,
     mut table: RouteTable,
@@ -704,83 +707,36 @@ async fn route(
     gateway: String,
     counters: Arc<Counters>,
 ) {
-    let ids = MessageIds::new(&gateway);
+    let admission = Admission::new(state, &gateway, counters);
+    let mut batch = Vec::with_capacity(admit::ADMIT_BATCH);
     loop {
-        let frame = tokio::select! {
+        tokio::select! {
             biased;
             Some(next) = tables.recv() => {
                 table = next;
                 continue;
             }
-            frame = frames.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
+            // Whatever has queued, up to a batch; waits only when nothing has.
+            received = frames.recv_many(&mut batch, admit::ADMIT_BATCH) => if received == 0 {
+                break;
             },
-        };
-        Counters::add(&counters.frames, 1);
-        let Some(sensor) = table.sensors.get(&frame.address) else {
-            Counters::add(&counters.unknown_sender, 1);
-            continue;
-        };
-        let sensor_ref = SensorRef {
-            name: &sensor.name,
-            address: &sensor.address,
-            format: sensor.format,
-            kid: &sensor.kid,
-            key: sensor.key.as_ref(),
-            bindkey: sensor.bindkey.as_ref(),
-        };
-        let message = match decode_frame(&frame, &sensor_ref) {
-            Ok(message) => message,
-            Err(e) => {
-                Counters::add(&counters.decode_errors, 1);
-                tracing::warn!(sensor = %sensor.name, reason = e.kind(), "frame rejected: {e}");
-                continue;
-            }
-        };
-        let counter = match (message.reading.authenticity, message.reading.seq) {
-            (Authenticity::SensorSigned, Some(seq)) => Some((seq, CounterWidth::Bits64)),
-            (Authenticity::MicVerified, Some(seq)) => Some((seq, CounterWidth::Bits32)),
-            _ => None,
-        };
-        if let Some((seq, width)) = counter {
-            match block_in_place(|| state.replay_accept(&sensor.name, seq, width)) {
-                Ok(Ok(())) => {}
-                Ok(Err(replay)) => {
-                    Counters::add(&counters.replays, 1);
-                    tracing::warn!(sensor = %sensor.name, reason = "replay", "frame rejected: {replay}");
-                    continue;
-                }
-                Err(e) => {
-                    tracing::error!(sensor = %sensor.name, "replay guard unavailable, frame rejected: {e}");
-                    continue;
-                }
-            }
         }
-        let route = &table.routes[&sensor.profile];
-        if route.send((ids.next(), message)).await.is_err() {
-            tracing::error!(profile = %sensor.profile, "pipeline stopped; message lost");
+        let admitted = block_in_place(|| admission.admit(&batch, &table.sensors));
+        batch.clear();
+        for Admitted { sensor, id, entered, message } in admitted {
+            let queued = Queued { id, entered, message };
+            if table.routes[&sensor.profile].send(queued).await.is_err() {
+                tracing::error!(profile = %sensor.profile, "pipeline stopped; message lost");
+            }
         }
     }
 }
 
-/// Unique message ids, `GATEWAY-BOOT-N`, so consumers can deduplicate.
-struct MessageIds {
-    prefix: String,
-    next: AtomicU64,
-}
-
-impl MessageIds {
-    fn new(gateway: &str) -> Self {
-        // Distinguishes restarts without persisting a counter.
-        let boot = (wall_ms() ^ (u64::from(std::process::id()) << 40)) & 0xffff_ffff_ffff;
-        MessageIds { prefix: format!("{gateway}-{boot:012x}"), next: AtomicU64::new(1) }
-    }
-
-    fn next(&self) -> String {
-        // Fixed width: the id travels in sealed envelopes, whose sizes must not vary.
-        format!("{}-{:010}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
-    }
+/// A message waiting for its profile's pipeline.
+struct Queued {
+    id: String,
+    entered: std::time::Instant,
+    message: Message,
 }
 
 /// One profile's loop: messages through the pipeline, ticks on the
@@ -789,7 +745,7 @@ impl MessageIds {
 /// queue has closed and emptied.
 async fn run_pipeline(
     start: oneshot::Receiver<ProfileRuntime>,
-    mut messages: mpsc::Receiver<(String, Message)>,
+    mut messages: mpsc::Receiver<Queued>,
     sinks: SinkSet,
     counters: Arc<Counters>,
 ) -> Option<ProfileRuntime> {
@@ -802,7 +758,7 @@ async fn run_pipeline(
         let wait = clock.real_wait_until(next_tick);
         tokio::select! {
             received = messages.recv() => {
-                let Some((id, message)) = received else { break };
+                let Some(Queued { id, entered, message }) = received else { break };
                 Counters::add(&counters.messages, 1);
                 let sensor = message.reading.sensor.clone();
                 let at_ms = message.reading.received_ms;
@@ -810,12 +766,12 @@ async fn run_pipeline(
                 // Module calls are synchronous and bounded by their deadline.
                 let processed = block_in_place(|| runtime.pipeline.process(message));
                 Counters::add(&counters.module_faults, processed.faults.len() as u64);
-                deliver_effects(&sinks, &profile, at_ms, processed.effects, &counters).await;
+                deliver_effects(&sinks, &profile, at_ms, Some(entered), processed.effects, &counters).await;
                 match processed.fate {
                     Fate::Forwarded(message) => {
                         Counters::add(&counters.forwarded, 1);
                         let topic = runtime.topics.get(&sensor).cloned().unwrap_or_default();
-                        let _ = sinks.uplink.send(Record::Uplink { id, topic, profile: profile.clone(), message }).await;
+                        let _ = sinks.uplink.send(Record::Uplink { id, topic, profile: profile.clone(), entered: Some(entered), message }).await;
                     }
                     Fate::Dropped { module, reason } => {
                         Counters::add(&counters.dropped, 1);
@@ -829,7 +785,7 @@ async fn run_pipeline(
         if now >= next_tick {
             let (effects, faults) = block_in_place(|| runtime.pipeline.tick(now));
             Counters::add(&counters.module_faults, faults.len() as u64);
-            deliver_effects(&sinks, &profile, now, effects, &counters).await;
+            deliver_effects(&sinks, &profile, now, None, effects, &counters).await;
             next_tick = now + tick_ms;
         }
     }
@@ -844,11 +800,20 @@ async fn sleep_for(wait: Option<std::time::Duration>) {
     }
 }
 
-async fn deliver_effects(sinks: &SinkSet, profile: &str, at_ms: u64, effects: Effects, counters: &Counters) {
+/// Send a message's (or a tick's) alarms and commands to their sinks;
+/// `entered` is when the message's frame entered the gateway.
+async fn deliver_effects(
+    sinks: &SinkSet,
+    profile: &str,
+    at_ms: u64,
+    entered: Option<std::time::Instant>,
+    effects: Effects,
+    counters: &Counters,
+) {
     Counters::add(&counters.alarms, effects.alarms.len() as u64);
     Counters::add(&counters.commands, effects.commands.len() as u64);
     for alarm in effects.alarms {
-        let _ = sinks.alarm.send(Record::Alarm { profile: profile.to_string(), at_ms, alarm }).await;
+        let _ = sinks.alarm.send(Record::Alarm { profile: profile.to_string(), at_ms, entered, alarm }).await;
     }
     for command in effects.commands {
         let _ = sinks.actuator.send(Record::Command { profile: profile.to_string(), at_ms, command }).await;

@@ -54,7 +54,7 @@ pub enum KeyError {
     Exists { path: PathBuf },
     #[error("{what}: expected `{prefix}` followed by 32 bytes in base64url")]
     Malformed { what: String, prefix: &'static str },
-    #[error("{what}: not a valid Ed25519 public key")]
+    #[error("{what}: not a valid Ed25519 public key (not a curve point, or a weak one of small order)")]
     BadPoint { what: String },
 }
 
@@ -77,7 +77,12 @@ pub fn parse_public(kind: KeyKind, text: &str, what: &str) -> Result<[u8; 32], K
 /// Parse an Ed25519 public key as written in a config.
 pub fn parse_verifying_key(text: &str, what: &str) -> Result<VerifyingKey, KeyError> {
     let bytes = parse_public(KeyKind::Ed25519, text, what)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::BadPoint { what: what.to_string() })
+    // A small-order ("weak") key would verify signatures nobody made; batch
+    // verification relies on this check (see `decode::verify_all`).
+    VerifyingKey::from_bytes(&bytes)
+        .ok()
+        .filter(|key| !key.is_weak())
+        .ok_or_else(|| KeyError::BadPoint { what: what.to_string() })
 }
 
 /// Refuse a secret file (key, password) that group or others may read.
@@ -178,6 +183,19 @@ pub fn signing_key(path: &Path, may_generate: bool, missing: Missing) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sensor key of small order (here the identity point) is refused:
+    /// batch verification depends on it.
+    #[test]
+    fn weak_sensor_key_is_refused() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let text = format_public(KeyKind::Ed25519, &identity);
+        let err = parse_verifying_key(&text, "sensor `w`").unwrap_err();
+        assert!(err.to_string().contains("small order"), "{err}");
+        let genuine = SigningKey::from_bytes(&[3u8; 32]).verifying_key().to_bytes();
+        assert!(parse_verifying_key(&format_public(KeyKind::Ed25519, &genuine), "sensor `w`").is_ok());
+    }
 
     /// A generated key is private to its owner, reads back, and its public half matches.
     #[test]

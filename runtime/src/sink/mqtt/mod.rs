@@ -108,6 +108,8 @@ impl Link {
 pub struct UplinkSink {
     outbox: Arc<Outbox>,
     pending: Vec<NewEntry>,
+    /// When each pending message's frame entered the gateway.
+    entered: Vec<Option<std::time::Instant>>,
     /// Wakes the publisher when something was committed.
     wake: Arc<Notify>,
     counters: Arc<Counters>,
@@ -119,15 +121,23 @@ pub struct UplinkSink {
 
 impl UplinkSink {
     pub fn new(outbox: Arc<Outbox>, wake: Arc<Notify>, counters: Arc<Counters>) -> Self {
-        UplinkSink { outbox, pending: Vec::with_capacity(GROUP_COMMIT), wake, counters, refusing: 0 }
+        UplinkSink {
+            outbox,
+            pending: Vec::with_capacity(GROUP_COMMIT),
+            entered: Vec::with_capacity(GROUP_COMMIT),
+            wake,
+            counters,
+            refusing: 0,
+        }
     }
 }
 
 impl Sink for UplinkSink {
     fn write(&mut self, record: &Record) -> Result<(), SinkError> {
-        let Record::Uplink { id, topic, message, .. } = record else {
+        let Record::Uplink { id, topic, message, entered, .. } = record else {
             return Ok(());
         };
+        self.entered.push(*entered);
         self.pending.push(NewEntry {
             id: id.clone(),
             topic: topic.clone(),
@@ -146,6 +156,7 @@ impl Sink for UplinkSink {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.pending);
+        let entered = std::mem::take(&mut self.entered);
         // A busy or briefly failing disk is retried: these messages exist
         // nowhere else. A full one is not: space does not return in seconds,
         // and waiting would stall every pipeline behind this sink.
@@ -162,6 +173,9 @@ impl Sink for UplinkSink {
         };
         match result {
             Ok(report) => {
+                for entered in entered.into_iter().flatten() {
+                    self.counters.latency_to_outbox.record(entered.elapsed());
+                }
                 if self.refusing > 0 {
                     tracing::info!(
                         refused = self.refusing,
