@@ -47,6 +47,22 @@ out=target/BENCHMARKS.md
     echo "| Rust | $(rustc --version) |"
     echo "| profile | \`bench\` (= \`release\`, see Cargo.toml) |"
     echo "| pinned | ${pin[*]:-no (taskset not found)} |"
+    echo
+    echo "## The release build"
+    echo
+    echo "The benchmarks run the \`bench\` profile, which is \`release\`:"
+    echo
+    echo '```toml'
+    sed -n '/^\[profile.release\]/,/^$/p' Cargo.toml | grep -v '^#' | sed '/^$/d'
+    echo '```'
+    echo
+    # The daemon the benchmarks ran (built for them by `cargo bench`).
+    binary=target/release/edgeward
+    strip -o target/edgeward.stripped "$binary"
+    echo "| \`edgeward\` binary | bytes |"
+    echo "|---|---:|"
+    echo "| as built | $(stat -c %s "$binary") |"
+    echo "| stripped (as packaged) | $(stat -c %s target/edgeward.stripped) |"
     for bench in "${benches[@]}"; do
         file="runtime/benches/$bench.rs"
         echo

@@ -3,9 +3,9 @@
 //! The real daemon (`edgeward run`) with simulated room sensors at real
 //! time, 1 000 and then 10 000 readings a second, through an `alarm` +
 //! `heating` pipeline, to a local Mosquitto: the uplink through the durable
-//! outbox, alarms on their own MQTT topics. The alarm threshold sits at the
-//! rooms' mean temperature with no hysteresis, so the sensors' noise raises
-//! and clears alarms all the time. The figures are the daemon's own: each
+//! outbox, alarms on their own MQTT topics. The alarm threshold sits just
+//! above the rooms' mean temperature with little hysteresis, so the sensors'
+//! noise raises or clears an alarm on about one reading in five. The figures are the daemon's own: each
 //! frame is stamped when the source makes it, and the daemon records the
 //! time to its message being committed to the outbox (fsync'd) and to each
 //! alarm it raised being handed to the alarm sink's MQTT client
@@ -36,7 +36,7 @@ state-dir = "state"
 [sim]
 seed = 1
 speed = 1.0
-# 11:00 UTC: the rooms' daily curve is at its mean (19.5 °C), where the alarm threshold is.
+# 11:00 UTC: the rooms' daily curve is at its mean (19.5 °C), just below the alarm threshold.
 start = "2026-01-15T11:00:00Z"
 duration-s = {seconds}
 
@@ -47,7 +47,7 @@ topic = "rooms/{{sensor}}"
 [module.alarm]
 wasm = "builtin:alarm"
 capabilities = ["kv"]
-config = {{ threshold = [{{ measurement = "temperature", unit = "Cel", above = 19.5, severity = "warning", code = "warm" }}] }}
+config = {{ threshold = [{{ measurement = "temperature", unit = "Cel", above = 19.6, hysteresis = 0.05, severity = "warning", code = "warm" }}] }}
 
 [module.thermostat]
 wasm = "builtin:heating"

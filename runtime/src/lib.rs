@@ -15,8 +15,8 @@
 //! ```
 //!
 //! Around it: [`config`] loads and validates the TOML; [`state::StateStore`]
-//! keeps module key-value state, replay windows and the outbox in one SQLite
-//! file; [`trust`] holds the keys and the sealing; [`clock::Clock`] is the
+//! keeps module key-value state and replay windows in `state.db` (the outbox
+//! has `outbox.db`); [`trust`] holds the keys and the sealing; [`clock::Clock`] is the
 //! gateway's time, which the simulator may run faster than real time;
 //! [`topology`] builds all of it from a config, runs it until the sources
 //! end or a signal arrives, and reloads it when its files change or on

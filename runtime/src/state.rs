@@ -1,6 +1,9 @@
-//! `state.db`: the one SQLite file (WAL mode) that holds what must survive a
-//! restart. For now that is each module's key-value state; the outbox and the
-//! replay counters join it later. One file to back up or inspect.
+//! `state.db`: the SQLite file (WAL mode) that holds what must survive a
+//! restart: each module's key-value state, the replay windows, the topic
+//! salt and the simulator's counters. The outbox has a file of its own
+//! (`outbox.db`, see `sink::outbox`): its commits are fsync'd, and in one
+//! file they held the write lock that rule state and the replay guard wait
+//! for on the message path.
 
 use crate::trust::replay::{self, CounterWidth, ReplayError, Window};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -36,12 +39,14 @@ struct Inner {
     /// Writes are rare (rules write on state transitions), so one connection
     /// behind a mutex is enough; the outbox has a connection of its own.
     conn: Mutex<Connection>,
+    /// Keeps the background checkpointer going (see [`checkpoint_in_background`]).
+    _alive: Arc<()>,
 }
 
 impl StateStore {
     /// Open (or create) `DIR/state.db`, creating `DIR` private to this user.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        let (path, conn) = connect(dir, Durability::Normal)?;
+        let (path, conn) = connect(dir, STATE_FILE, Durability::Normal)?;
         let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS module_kv (
@@ -65,7 +70,9 @@ impl StateStore {
              ) WITHOUT ROWID;",
         )
         .map_err(sqlite)?;
-        Ok(StateStore { inner: Arc::new(Inner { path, conn: Mutex::new(conn) }) })
+        let alive = Arc::new(());
+        checkpoint_in_background(&path, &alive);
+        Ok(StateStore { inner: Arc::new(Inner { path, conn: Mutex::new(conn), _alive: alive }) })
     }
 
     /// Where the database lives.
@@ -221,22 +228,68 @@ pub enum Durability {
     Full,
 }
 
-/// Open a connection to `dir/state.db` (creating `dir` private to this user)
+/// The state file's name in the state directory.
+pub const STATE_FILE: &str = "state.db";
+
+/// Open a connection to `dir/file` (creating `dir` private to this user)
 /// in WAL mode, waiting up to 5 s for a busy database.
-pub fn connect(dir: &Path, durability: Durability) -> Result<(PathBuf, Connection), StateError> {
+pub fn connect(dir: &Path, file: &str, durability: Durability) -> Result<(PathBuf, Connection), StateError> {
     create_private_dir(dir).map_err(|source| StateError::CreateDir { path: dir.to_path_buf(), source })?;
-    let path = dir.join("state.db");
+    let path = dir.join(file);
     let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
     let conn = Connection::open(&path).map_err(sqlite)?;
     let synchronous = match durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
+    // No automatic checkpoints: they would fsync in whichever commit
+    // crosses the threshold, on the message path; see checkpoint_in_background.
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;
+         PRAGMA wal_autocheckpoint = 0;"
     ))
     .map_err(sqlite)?;
     Ok((path, conn))
+}
+
+/// How often the write-ahead log is copied back into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Checkpoint the database at `path` every second from a thread with its own
+/// connection, while `alive` has other owners. A checkpoint writes the WAL
+/// back into the database file and fsyncs it; SQLite would otherwise do that
+/// inside whichever commit crossed its threshold (a rule's state write, an
+/// outbox append), adding milliseconds to that message. Passive: it never
+/// waits for, or blocks, the connections writing; at worst the WAL grows
+/// until the next one, and closing the last connection checkpoints too.
+pub fn checkpoint_in_background(path: &Path, alive: &Arc<()>) {
+    let (file, alive) = (path.to_path_buf(), Arc::downgrade(alive));
+    let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+        let path = file;
+        let mut conn = None;
+        loop {
+            std::thread::sleep(CHECKPOINT_EVERY);
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let conn = match &conn {
+                Some(conn) => conn,
+                None => match Connection::open(&path) {
+                    Ok(opened) => conn.insert(opened),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), "checkpoint: {e}");
+                        continue;
+                    }
+                },
+            };
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(file = %path.display(), "checkpoint: {e}");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(file = %path.display(), "no background checkpoints: the log grows until the daemon stops: {e}");
+    }
 }
 
 /// Create `dir` (and parents) readable only by this user: it holds state and,
@@ -295,6 +348,25 @@ mod tests {
         let store = StateStore::open(dir.path()).unwrap();
         let again = store.replay_accept_all(&[("w", 6, w), ("x", 1, w), ("w", 7, w)]).unwrap();
         assert_eq!(again.iter().map(Result::is_ok).collect::<Vec<_>>(), [false, false, true]);
+    }
+
+    /// Writes go to the WAL and the background checkpointer copies them into
+    /// the database file (SQLite's own checkpoints are off).
+    #[test]
+    fn checkpoints_happen_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let db_size = || std::fs::metadata(dir.path().join("state.db")).unwrap().len();
+        let empty = db_size();
+        for i in 0..200 {
+            store.kv_apply("ns", [(format!("k{i}"), Some(vec![7u8; 4096]))]).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db_size() < empty + 200 * 4096 {
+            assert!(std::time::Instant::now() < deadline, "no checkpoint within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(store.kv_get("ns", "k199").unwrap(), Some(vec![7u8; 4096]));
     }
 
     /// A simulated sensor's counter keeps counting across reopening.

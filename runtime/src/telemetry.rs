@@ -62,7 +62,7 @@ pub struct Counters {
     pub outbox_rejected: AtomicU64,
     /// Messages the full outbox evicted (`overflow = "drop-oldest"`).
     pub outbox_evicted: AtomicU64,
-    /// Messages refused because `state.db` could not be written (disk full,
+    /// Messages refused because `outbox.db` could not be written (disk full,
     /// I/O error): never accepted.
     pub outbox_write_refused: AtomicU64,
     /// BLE advertisements heard from configured sensors (each one BlueZ

@@ -179,7 +179,7 @@ fn gateway_sigkill_loses_nothing() {
     gateway.wait().unwrap();
 
     let accepted: u64 = {
-        let db = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+        let db = rusqlite::Connection::open(dir.path().join("state/outbox.db")).unwrap();
         db.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)).unwrap() as u64
     };
     assert!(accepted > 0, "the run accepted something before the kill");
@@ -395,7 +395,7 @@ fn message_ids_are_unique_and_survive_a_resend() {
     let out = crate::support::edgeward(&["run", "-c", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let stored: Vec<(String, Vec<u8>)> = {
-        let db = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+        let db = rusqlite::Connection::open(dir.path().join("state/outbox.db")).unwrap();
         let mut stmt = db.prepare("SELECT id, payload FROM outbox ORDER BY seq").unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
     };
@@ -520,7 +520,7 @@ fn full_disk_refuses_counts_and_recovers() {
         return;
     }
     let _unmount = Mounted(state.clone());
-    // One unsigned room sensor, no rules: nothing but the outbox writes to state.db.
+    // One unsigned room sensor, no rules: nothing but the outbox writes to the disk.
     let config = dir.path().join("edgeward.toml");
     std::fs::write(
         &config,
@@ -579,7 +579,7 @@ type = "none"
         }
     };
     let log = wait_for("disk is full");
-    let db = state.join("state.db");
+    let db = state.join("outbox.db");
     assert!(log.contains(&format!("state store {}: database or disk is full", db.display())), "{log}");
     assert!(log.contains("the gateway keeps running"), "{log}");
 

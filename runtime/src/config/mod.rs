@@ -67,7 +67,7 @@ pub struct Config {
 pub struct GatewayConfig {
     /// The gateway's id: used in topics and, later, as its signing `kid`.
     pub id: String,
-    /// Where `state.db` and the compiled-module cache live. Relative paths
+    /// Where `state.db`, `outbox.db` and the compiled-module cache live. Relative paths
     /// are relative to the configuration file's folder.
     #[serde(default = "GatewayConfig::default_state_dir")]
     pub state_dir: PathBuf,

@@ -1,5 +1,5 @@
-//! The durable outbox: uplink messages wait here, in `state.db`, until the
-//! broker acknowledged them (MQTT PUBACK). A message is *accepted* once its
+//! The durable outbox: uplink messages wait here, in `outbox.db` in the
+//! state directory, until the broker acknowledged them (MQTT PUBACK). A message is *accepted* once its
 //! transaction committed; it leaves only after the acknowledgement, so a
 //! broker outage or a gateway crash loses nothing (at-least-once: a message
 //! whose PUBACK was lost is sent again, with the same id).
@@ -7,7 +7,10 @@
 //! Appends are group-committed: the uplink sink buffers what arrives while a
 //! commit is under way and commits it as one transaction. This connection
 //! runs `synchronous = FULL`: a commit is on disk (fsync'd) before it counts,
-//! so acceptance survives power loss, not only a process crash.
+//! so acceptance survives power loss, not only a process crash. The file is
+//! its own so that those fsyncs never hold the write lock that rule state
+//! and the replay guard (in `state.db`) take on the message path; outboxes
+//! of earlier versions, a table in `state.db`, move here when first opened.
 //!
 //! Bounded in bytes, with an explicit policy when full: `reject-new` refuses
 //! new messages, `drop-oldest` evicts the oldest; either way it is counted.
@@ -15,7 +18,7 @@
 use crate::state::{Durability, StateError};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What to do with a new message when the outbox is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -68,9 +71,8 @@ pub struct Depth {
     pub oldest_created_ms: Option<u64>,
 }
 
-/// The outbox table in `state.db`, on its own connection. Its write
-/// transactions take the write lock up front (`BEGIN IMMEDIATE`), so they
-/// wait their turn behind the other connection instead of failing.
+/// The outbox in `outbox.db`. Its write transactions take the write lock up
+/// front (`BEGIN IMMEDIATE`), so a reader's snapshot never makes them fail.
 pub struct Outbox {
     path: PathBuf,
     /// The connection, and the bytes stored (kept here: summing the table
@@ -78,6 +80,8 @@ pub struct Outbox {
     conn: Mutex<(Connection, u64)>,
     /// The bound in bytes and what to do at it; a reload may change them.
     limits: Mutex<(u64, Overflow)>,
+    /// Keeps the background checkpointer going.
+    _alive: Arc<()>,
 }
 
 /// Whether `error` says the disk (or the database's size limit) is full,
@@ -90,40 +94,88 @@ pub fn is_storage_full(error: &StateError) -> bool {
     )
 }
 
+/// The outbox's file name in the state directory.
+pub const OUTBOX_FILE: &str = "outbox.db";
+
+/// Move the messages of an outbox kept in `state.db` (before version 0.2)
+/// into `conn`'s, keeping their order and sequence numbers, then drop the
+/// old table. Safe to repeat after a crash half way: a message already moved
+/// keeps its sequence number and is not copied twice.
+fn move_old_outbox(conn: &mut Connection, state_db: &Path) -> rusqlite::Result<()> {
+    if !state_db.exists() {
+        return Ok(());
+    }
+    conn.execute("ATTACH DATABASE ?1 AS old", params![state_db.to_string_lossy()])?;
+    let moved = copy_and_drop_old(conn);
+    conn.execute("DETACH DATABASE old", [])?;
+    let moved = moved?;
+    if moved > 0 {
+        tracing::info!(moved, from = %state_db.display(), "outbox moved to its own file");
+    }
+    Ok(())
+}
+
+/// The work of [`move_old_outbox`], with the old file attached as `old`.
+fn copy_and_drop_old(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let exists = conn
+        .prepare("SELECT 1 FROM old.sqlite_master WHERE type = 'table' AND name = 'outbox'")?
+        .exists([])?;
+    if !exists {
+        return Ok(0);
+    }
+    // The oldest layout had no content type.
+    let has_content_type = conn
+        .prepare("SELECT 1 FROM pragma_table_info('outbox', 'old') WHERE name = 'content_type'")?
+        .exists([])?;
+    let content_type = if has_content_type { "content_type" } else { "NULL" };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let moved = tx.execute(
+            &format!(
+                "INSERT OR IGNORE INTO main.outbox (seq, id, topic, payload, bytes, created_ms, content_type)
+                 SELECT seq, id, topic, payload, bytes, created_ms, {content_type} FROM old.outbox ORDER BY seq"
+            ),
+            [],
+        )?;
+    tx.execute_batch("DROP TABLE old.outbox")?;
+    tx.commit()?;
+    Ok(moved)
+}
+
 /// Bytes a message counts for: its payload, topic and id.
 fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
     (topic.len() + id.len() + payload.len()) as u64
 }
 
 impl Outbox {
-    /// Open the outbox in `dir/state.db`.
+    /// Open the outbox in `dir/outbox.db`, moving in the messages of an
+    /// earlier version's outbox in `dir/state.db`.
     pub fn open(dir: &Path, max_bytes: u64, overflow: Overflow) -> Result<Self, StateError> {
-        let (path, conn) = crate::state::connect(dir, Durability::Full)?;
+        let (path, mut conn) = crate::state::connect(dir, OUTBOX_FILE, Durability::Full)?;
         let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (
-                 seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-                 id         TEXT NOT NULL,
-                 topic      TEXT NOT NULL,
-                 payload    BLOB NOT NULL,
-                 bytes      INTEGER NOT NULL,
-                 created_ms INTEGER NOT NULL
+                 seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id           TEXT NOT NULL,
+                 topic        TEXT NOT NULL,
+                 payload      BLOB NOT NULL,
+                 bytes        INTEGER NOT NULL,
+                 created_ms   INTEGER NOT NULL,
+                 content_type TEXT
              );",
         )
         .map_err(sqlite)?;
-        // Outboxes from before the content type was kept gain the column
-        // (NULL for what they hold).
-        let has_content_type = conn
-            .prepare("SELECT 1 FROM pragma_table_info('outbox') WHERE name = 'content_type'")
-            .and_then(|mut stmt| stmt.exists([]))
-            .map_err(sqlite)?;
-        if !has_content_type {
-            conn.execute_batch("ALTER TABLE outbox ADD COLUMN content_type TEXT").map_err(sqlite)?;
-        }
+        move_old_outbox(&mut conn, &dir.join(crate::state::STATE_FILE)).map_err(sqlite)?;
         let used = conn
             .query_row("SELECT COALESCE(SUM(bytes), 0) FROM outbox", [], |r| r.get::<_, i64>(0))
             .map_err(sqlite)? as u64;
-        Ok(Outbox { path, conn: Mutex::new((conn, used)), limits: Mutex::new((max_bytes, overflow)) })
+        let alive = Arc::new(());
+        crate::state::checkpoint_in_background(&path, &alive);
+        Ok(Outbox {
+            path,
+            conn: Mutex::new((conn, used)),
+            limits: Mutex::new((max_bytes, overflow)),
+            _alive: alive,
+        })
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> StateError {
@@ -281,6 +333,49 @@ mod tests {
             payload: vec![7; payload_len],
             content_type: None,
             created_ms: n as u64,
+        }
+    }
+
+    /// An outbox from an earlier version (a table in `state.db`, with or
+    /// without the content type) moves to `outbox.db` with its order and
+    /// sequence numbers, once.
+    #[test]
+    fn old_outbox_in_state_db_moves_over() {
+        for with_content_type in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let old = Connection::open(dir.path().join("state.db")).unwrap();
+            old.execute_batch(
+                "CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL,
+                     topic TEXT NOT NULL, payload BLOB NOT NULL, bytes INTEGER NOT NULL,
+                     created_ms INTEGER NOT NULL);
+                 INSERT INTO outbox VALUES (7, 'a', 't', x'01', 3, 1), (9, 'b', 't', x'02', 3, 2);
+                 CREATE TABLE module_kv (k TEXT);",
+            )
+            .unwrap();
+            if with_content_type {
+                old.execute_batch("ALTER TABLE outbox ADD COLUMN content_type TEXT").unwrap();
+            }
+            drop(old);
+            for _ in 0..2 {
+                let outbox = Outbox::open(dir.path(), 1 << 20, Overflow::RejectNew).unwrap();
+                let all = outbox.after(0, 100).unwrap();
+                let kept: Vec<_> = all.iter().map(|e| (e.seq, e.id.as_str())).collect();
+                assert_eq!(kept, [(7, "a"), (9, "b")]);
+                assert_eq!(outbox.depth().unwrap().bytes, 6);
+            }
+            let old = Connection::open(dir.path().join("state.db")).unwrap();
+            let tables: Vec<String> = old
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(tables, ["module_kv"], "the old table is gone, the rest untouched");
+            // New messages follow the moved ones.
+            let outbox = Outbox::open(dir.path(), 1 << 20, Overflow::RejectNew).unwrap();
+            outbox.append(&[entry(3, 1)]).unwrap();
+            assert!(outbox.after(9, 10).unwrap()[0].seq > 9);
         }
     }
 

@@ -750,46 +750,90 @@ async fn run_pipeline(
     counters: Arc<Counters>,
 ) -> Option<ProfileRuntime> {
     let mut runtime = start.await.ok()?;
-    let clock = runtime.clock.clone();
     let profile = runtime.pipeline.profile().to_string();
     let tick_ms = runtime.tick_interval.as_millis().max(1) as u64;
-    let mut next_tick = clock.now_ms() + tick_ms;
+    let mut next_tick = runtime.clock.now_ms() + tick_ms;
+    let mut batch = Vec::with_capacity(PIPELINE_BATCH);
     loop {
-        let wait = clock.real_wait_until(next_tick);
+        let wait = runtime.clock.real_wait_until(next_tick);
         tokio::select! {
-            received = messages.recv() => {
-                let Some(Queued { id, entered, message }) = received else { break };
+            // What has queued, up to a batch: one hand-off to a blocking
+            // thread for all of it under load, none of a wait when light.
+            received = messages.recv_many(&mut batch, PIPELINE_BATCH) => if received == 0 {
+                break;
+            },
+            _ = sleep_for(wait) => {}
+        }
+        if batch.is_empty() && runtime.clock.now_ms() < next_tick {
+            continue;
+        }
+        // Module calls are synchronous and bounded by their deadline.
+        let outputs = block_in_place(|| {
+            let mut outputs = Vec::new();
+            for Queued { id, entered, message } in batch.drain(..) {
                 Counters::add(&counters.messages, 1);
                 let sensor = message.reading.sensor.clone();
                 let at_ms = message.reading.received_ms;
-                clock.advance_to(at_ms);
-                // Module calls are synchronous and bounded by their deadline.
-                let processed = block_in_place(|| runtime.pipeline.process(message));
+                runtime.clock.advance_to(at_ms);
+                let processed = runtime.pipeline.process(message);
                 Counters::add(&counters.module_faults, processed.faults.len() as u64);
-                deliver_effects(&sinks, &profile, at_ms, Some(entered), processed.effects, &counters).await;
+                outputs.push(Output::Effects { at_ms, entered: Some(entered), effects: processed.effects });
                 match processed.fate {
                     Fate::Forwarded(message) => {
                         Counters::add(&counters.forwarded, 1);
                         let topic = runtime.topics.get(&sensor).cloned().unwrap_or_default();
-                        let _ = sinks.uplink.send(Record::Uplink { id, topic, profile: profile.clone(), entered: Some(entered), message }).await;
+                        let profile = profile.clone();
+                        let record = Record::Uplink { id, topic, profile, entered: Some(entered), message };
+                        outputs.push(Output::Uplink(Box::new(record)));
                     }
                     Fate::Dropped { module, reason } => {
                         Counters::add(&counters.dropped, 1);
                         tracing::debug!(msg_id = %id, %sensor, %module, %reason, "dropped");
                     }
                 }
+                tick_if_due(&mut runtime, &mut next_tick, tick_ms, &mut outputs, &counters);
             }
-            _ = sleep_for(wait) => {}
-        }
-        let now = clock.now_ms();
-        if now >= next_tick {
-            let (effects, faults) = block_in_place(|| runtime.pipeline.tick(now));
-            Counters::add(&counters.module_faults, faults.len() as u64);
-            deliver_effects(&sinks, &profile, now, None, effects, &counters).await;
-            next_tick = now + tick_ms;
+            tick_if_due(&mut runtime, &mut next_tick, tick_ms, &mut outputs, &counters);
+            outputs
+        });
+        for output in outputs {
+            match output {
+                Output::Effects { at_ms, entered, effects } => {
+                    deliver_effects(&sinks, &profile, at_ms, entered, effects, &counters).await
+                }
+                Output::Uplink(record) => {
+                    let _ = sinks.uplink.send(*record).await;
+                }
+            }
         }
     }
     Some(runtime)
+}
+
+/// How many queued messages a pipeline takes at once.
+const PIPELINE_BATCH: usize = 32;
+
+/// What a pipeline's batch produced, in order.
+enum Output {
+    Effects { at_ms: u64, entered: Option<std::time::Instant>, effects: Effects },
+    Uplink(Box<Record>),
+}
+
+/// Run the modules' `tick` when the profile's clock has reached `next_tick`.
+fn tick_if_due(
+    runtime: &mut ProfileRuntime,
+    next_tick: &mut u64,
+    tick_ms: u64,
+    outputs: &mut Vec<Output>,
+    counters: &Counters,
+) {
+    let now = runtime.clock.now_ms();
+    if now >= *next_tick {
+        let (effects, faults) = runtime.pipeline.tick(now);
+        Counters::add(&counters.module_faults, faults.len() as u64);
+        outputs.push(Output::Effects { at_ms: now, entered: None, effects });
+        *next_tick = now + tick_ms;
+    }
 }
 
 async fn sleep_for(wait: Option<std::time::Duration>) {

@@ -113,7 +113,7 @@ pub struct UplinkSink {
     /// Wakes the publisher when something was committed.
     wake: Arc<Notify>,
     counters: Arc<Counters>,
-    /// Messages refused since `state.db` stopped taking writes (disk full,
+    /// Messages refused since `outbox.db` stopped taking writes (disk full,
     /// I/O error); 0 while it takes them. The error is logged when it starts
     /// and the recovery when it ends, not for every refused batch.
     refusing: u64,
@@ -266,18 +266,24 @@ pub async fn publish_outbox(publisher: Publisher) {
         let mut acked: Vec<i64> = Vec::new();
         let mut cursor: i64 = 0;
         let mut connected = false;
+        // Whether the outbox may hold messages past the cursor: false after
+        // a read came back short, true again when the sink commits more. It
+        // saves a query per MQTT event when there is nothing to send.
+        let mut more = true;
         loop {
-            if connected {
+            if connected && more {
                 let room = config.max_inflight.saturating_sub(requested.len() + inflight.len());
                 if room > 0 {
                     match outbox.after(cursor, room) {
                         Ok(entries) => {
+                            more = entries.len() == room;
                             for entry in entries {
                                 let meta = Meta {
                                     msg_id: Some(&entry.id),
                                     content_type: entry.content_type.as_deref(),
                                 };
                                 if client.try_publish(&entry.topic, entry.payload, false, meta).is_err() {
+                                    more = true;
                                     break;
                                 }
                                 requested.push_back(Some(entry.seq));
@@ -361,7 +367,7 @@ pub async fn publish_outbox(publisher: Publisher) {
                         break;
                     }
                 },
-                _ = wake.notified(), if connected => {}
+                _ = wake.notified(), if connected => more = true,
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !acked.is_empty() => {
                     remove_acked(&outbox, &mut acked);
                 }
