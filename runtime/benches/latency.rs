@@ -5,8 +5,9 @@
 //! `heating` pipeline, to a local Mosquitto: the uplink through the durable
 //! outbox, alarms on their own MQTT topics. The alarm threshold sits just
 //! above the rooms' mean temperature with little hysteresis, so the sensors'
-//! noise raises or clears an alarm on about one reading in five. The figures are the daemon's own: each
-//! frame is stamped when the source makes it, and the daemon records the
+//! noise raises or clears an alarm on about one reading in five. The
+//! figures are the daemon's own: each frame is stamped when the source
+//! makes it, and the daemon records the
 //! time to its message being committed to the outbox (fsync'd) and to each
 //! alarm it raised being handed to the alarm sink's MQTT client
 //! (`edgeward_latency_seconds` on `/metrics`; read here from `status.json`
