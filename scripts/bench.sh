@@ -80,6 +80,6 @@ out=target/BENCHMARKS.md
         echo "running --bench $bench" >&2
         "${pin[@]}" cargo bench -p edgeward --locked --bench "$bench" 2>/dev/null
     done
-} >"$out"
+} | cat -s >"$out"
 mv "$out" BENCHMARKS.md
 echo "BENCHMARKS.md written" >&2

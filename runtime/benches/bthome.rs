@@ -108,9 +108,8 @@ fn main() {
     let rust_sealed = rust_ns(&sealed, Some(&KEY));
     let rust_mix = (rust_plain + rust_sealed) / 2.0;
     let python = python_ns(&plain, &sealed);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "{cores} cores. {ADVERTISEMENTS} advertisements of each kind (battery, temperature, humidity, packet id); \
+        "{ADVERTISEMENTS} advertisements of each kind (battery, temperature, humidity, packet id); \
          Rust: median of {RUNS} runs.\n"
     );
     println!("| decoder | per advertisement | advertisements/s (one core) | vs bthome-ble |");

@@ -117,9 +117,11 @@ fn main() {
         "| readings/s | messages | to outbox p50 ms | p99 | p99.9 | alarms | to alarm p50 ms | p99 | p99.9 |"
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut medians = Vec::new();
     for rate in [1_000, 10_000] {
         let status = run(rate, seconds, port, cache.path());
         let latency = &status["latency"];
+        medians.push((rate, latency["to_outbox"]["p50_ms"].as_f64().unwrap_or(0.0)));
         let ms = |path: &str, q: &str| latency[path][q].as_f64().map_or("–".into(), |v| format!("{v:.2}"));
         println!(
             "| {rate} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -132,6 +134,15 @@ fn main() {
             ms("to_alarm", "p99_ms"),
             ms("to_alarm", "p999_ms"),
         );
+    }
+    println!();
+    for (rate, p50) in &medians {
+        if *p50 > 100.0 {
+            println!(
+                "At {rate} readings/s the daemon fell behind (half the messages waited over {p50:.0} ms): \
+                 on the cores it had, it could not carry the whole path at that rate."
+            );
+        }
     }
     let _ = broker.kill();
     let _ = broker.wait();

@@ -6,9 +6,8 @@
 //! deadline and memory cap armed; module state in SQLite), against the same
 //! two crates compiled natively and called directly (the SDK's in-memory
 //! host), in alternating rounds. Then the cost of crossing into the sandbox
-//! and back: a rule that only forwards, alone and four in a row. Then peak
-//! RSS of `edgeward run` on the demo configuration with a cold and a warm
-//! compiled-module cache.
+//! and back: a rule that only forwards, alone and four in a row. (Memory:
+//! `--bench startup`.)
 //!
 //! Run with `cargo bench -p edgeward --bench pipeline`. Prints Markdown.
 
