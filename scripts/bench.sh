@@ -40,7 +40,7 @@ out=target/BENCHMARKS.md
     echo "| machine | |"
     echo "|---|---|"
     echo "| date | $(date -u +%Y-%m-%dT%H:%MZ) |"
-    echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)') |"
+    echo "| commit | $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet -- . ':!BENCHMARKS.md' 2>/dev/null || echo ' (with local changes)') |"
     echo "| CPU | $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores |"
     echo "| memory | $(free -g | awk '/^Mem:/ {print $2}') GiB |"
     echo "| kernel | $(uname -r) |"
