@@ -20,7 +20,7 @@
 
 mod common;
 
-use common::interleaved;
+use common::{interleaved, signed_wearable_frame};
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 use edgeward::config::load_str;
 use edgeward::decode::{Frame, Payload, bthome};
@@ -33,7 +33,7 @@ use edgeward::telemetry::Counters;
 use edgeward::topology::admit::{ADMIT_BATCH, Admission};
 use edgeward::topology::{Built, build, clock_for};
 use edgeward::trust::keys::{self, KeyKind, Missing};
-use edgeward_formats::{cose, senml};
+use edgeward_formats::cose;
 use hpke::{Deserializable as _, Serializable as _};
 use rand_chacha::rand_core::SeedableRng as _;
 use std::hint::black_box;
@@ -43,7 +43,6 @@ use std::time::Instant;
 const MESSAGES: usize = 4_000;
 const ROUNDS: usize = 5;
 
-const WEARABLE: [u8; 6] = [0xc0, 0xff, 0xee, 0, 0, 1];
 const ROOM: [u8; 6] = [0xa4, 0xc1, 0x38, 0, 0, 1];
 
 fn provenance_config(sensor_key: &SigningKey) -> String {
@@ -197,31 +196,13 @@ impl NativeOutbox {
 
 /// `ROUNDS` sets of signed wearable readings with fresh counters.
 fn signed_frames(sensor: &SigningKey) -> Vec<Vec<Frame>> {
-    let mut seq = 0;
-    (0..ROUNDS)
-        .map(|_| {
-            (0..MESSAGES)
+    let per_round = MESSAGES as u64;
+    (0..ROUNDS as u64)
+        .map(|round| {
+            (1..=per_round)
                 .map(|i| {
-                    seq += 1;
-                    let t_ms = 1_768_435_200_000 + seq * 60_000;
-                    let celsius = 36.6 + (i % 40) as f64 * 0.06;
-                    let payload = senml::encode(
-                        "C0:FF:EE:00:00:01",
-                        t_ms,
-                        &[
-                            senml::Measurement { name: "battery".into(), unit: "%EL".into(), value: 90.0 },
-                            senml::Measurement {
-                                name: "temperature".into(),
-                                unit: "Cel".into(),
-                                value: celsius,
-                            },
-                        ],
-                    );
-                    let data = cose::build_sensor_sign1(b"wearable-1", seq, &payload, |tbs| {
-                        Ok::<_, std::convert::Infallible>(sensor.sign(tbs).to_bytes().to_vec())
-                    })
-                    .unwrap();
-                    frame(WEARABLE, t_ms, Payload::Notification { data })
+                    let seq = round * per_round + i;
+                    signed_wearable_frame(sensor, seq, 1_768_435_200_000 + seq * 60_000)
                 })
                 .collect()
         })

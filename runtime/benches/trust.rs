@@ -18,7 +18,7 @@
 use ed25519_dalek::{Signature, Signer as _, SigningKey};
 mod common;
 
-use common::{Host, Interleaved, RUNS, interleaved};
+use common::{Host, Interleaved, RUNS, interleaved, signed_wearable_frame};
 use edgeward::config::{OnError, SensorFormat};
 use edgeward::decode::{Frame, Payload, SensorRef, decode_frame};
 use edgeward::pipeline::{Instance, Pipeline};
@@ -64,29 +64,7 @@ fn builtin(host: &Host, name: &str, config: &str, grants: &[&str]) -> Instance {
 /// Signed wearable readings, as the sensor sends them.
 fn signed_frames(sensor: &SigningKey) -> Vec<Frame> {
     (0..MESSAGES as u64)
-        .map(|i| {
-            let t_ms = 1_768_435_200_000 + i * 60_000;
-            let celsius = 36.6 + (i % 40) as f64 * 0.06;
-            let payload = senml::encode(
-                "C0:FF:EE:00:00:01",
-                t_ms,
-                &[
-                    senml::Measurement { name: "battery".into(), unit: "%EL".into(), value: 90.0 },
-                    senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: celsius },
-                ],
-            );
-            let data = cose::build_sensor_sign1(b"wearable-1", i + 1, &payload, |tbs| {
-                Ok::<_, std::convert::Infallible>(sensor.sign(tbs).to_bytes().to_vec())
-            })
-            .unwrap();
-            Frame {
-                address: [0xc0, 0xff, 0xee, 0, 0, 1],
-                rssi: Some(-60),
-                received_ms: t_ms,
-                entered: std::time::Instant::now(),
-                payload: Payload::Notification { data },
-            }
-        })
+        .map(|i| signed_wearable_frame(sensor, i + 1, 1_768_435_200_000 + i * 60_000))
         .collect()
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use edgeward::clock::Clock;
+use edgeward::decode::{Frame, Payload};
 use edgeward::pipeline::{Engine, Grants, Instance, InstanceContext, Limits};
 use edgeward::state::StateStore;
 use edgeward::trust::Keyring;
@@ -62,6 +63,34 @@ pub fn interleaved(
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// The wearable's reading number `seq` as it sends it: a COSE_Sign1 over
+/// SenML (battery, and a temperature cycling across the fever threshold)
+/// signed by `sensor`, received at `t_ms`.
+pub fn signed_wearable_frame(sensor: &ed25519_dalek::SigningKey, seq: u64, t_ms: u64) -> Frame {
+    use ed25519_dalek::Signer as _;
+    use edgeward_formats::{cose, senml};
+    let celsius = 36.6 + (seq % 40) as f64 * 0.06;
+    let payload = senml::encode(
+        "C0:FF:EE:00:00:01",
+        t_ms,
+        &[
+            senml::Measurement { name: "battery".into(), unit: "%EL".into(), value: 90.0 },
+            senml::Measurement { name: "temperature".into(), unit: "Cel".into(), value: celsius },
+        ],
+    );
+    let data = cose::build_sensor_sign1(b"wearable-1", seq, &payload, |tbs| {
+        Ok::<_, std::convert::Infallible>(sensor.sign(tbs).to_bytes().to_vec())
+    })
+    .unwrap();
+    Frame {
+        address: [0xc0, 0xff, 0xee, 0, 0, 1],
+        rssi: Some(-60),
+        received_ms: t_ms,
+        entered: Instant::now(),
+        payload: Payload::Notification { data },
+    }
 }
 
 /// The gateway's real wasmtime host, state store and keys.
