@@ -45,16 +45,19 @@ const ROUNDS: usize = 5;
 
 const ROOM: [u8; 6] = [0xa4, 0xc1, 0x38, 0, 0, 1];
 
-fn provenance_config(sensor_key: &SigningKey) -> String {
-    let public = keys::format_public(KeyKind::Ed25519, &sensor_key.verifying_key().to_bytes());
-    format!(
-        r#"
+/// What both deployments' configurations start with: the gateway and its key.
+const GATEWAY: &str = r#"
 [gateway]
 id = "bench-gw"
 state-dir = "state"
 [signer.gateway]
 key = "gateway.key"
-generate = true
+generate = true"#;
+
+fn provenance_config(sensor_key: &SigningKey) -> String {
+    let public = keys::format_public(KeyKind::Ed25519, &sensor_key.verifying_key().to_bytes());
+    format!(
+        r#"{GATEWAY}
 [[sensor]]
 name = "wearable-1"
 address = "C0:FF:EE:00:00:01"
@@ -81,13 +84,7 @@ fn privacy_config(attest: bool) -> String {
     let modules = if attest { r#"["thermostat", "attest", "seal"]"# } else { r#"["thermostat", "seal"]"# };
     let app = keys::format_public(KeyKind::X25519, &keys::public_of(KeyKind::X25519, &[9u8; 32]));
     format!(
-        r#"
-[gateway]
-id = "bench-gw"
-state-dir = "state"
-[signer.gateway]
-key = "gateway.key"
-generate = true
+        r#"{GATEWAY}
 [recipients.tenants]
 keys = [{{ kid = "tenant-app", key = "{app}" }}]
 pad-to = 512
