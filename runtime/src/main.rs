@@ -334,21 +334,29 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
+        // Before anything can announce READY: a SIGTERM that arrives between
+        // READY and the handler would otherwise kill the daemon undrained.
+        let shutdown = shutdown_signal().context("installing the SIGTERM and SIGINT handlers")?;
         // On the gateway's own runtime: if that wedges, the keep-alives stop.
         let _watchdog = edgeward::systemd::spawn_watchdog();
-        topology::run(loaded, shutdown_signal()).await?;
+        topology::run(loaded, shutdown).await?;
         Ok(())
     })
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (tokio registers a handler
+/// when the stream is made, not when it is first polled); the future
+/// completes on either signal.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
 }
 
 fn check(path: PathBuf, as_json: bool) -> anyhow::Result<()> {
