@@ -6,6 +6,11 @@
 #
 #   scripts/bench.sh              # all of them (about 15 minutes after the build)
 #   scripts/bench.sh trust outbox # some of them, into BENCHMARKS.md all the same
+#
+# The latency and startup benches, which run the daemon, run
+# `$EDGEWARD_BIN` instead of this build when it is set: copy
+# target/release/edgeward aside before a change to measure before/after,
+# e.g. `EDGEWARD_BIN=/tmp/edgeward-before cargo bench -p edgeward --bench latency`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -337,7 +337,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         // Before anything can announce READY: a SIGTERM that arrives between
         // READY and the handler would otherwise kill the daemon undrained.
         let shutdown = shutdown_signal().context("installing the SIGTERM and SIGINT handlers")?;
-        // On the gateway's own runtime: if that wedges, the keep-alives stop.
+        // Keep-alives stop if this runtime or the message path's wedges.
         let _watchdog = edgeward::systemd::spawn_watchdog();
         topology::run(loaded, shutdown).await?;
         Ok(())

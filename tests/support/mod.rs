@@ -37,9 +37,12 @@ pub fn module_cache() -> PathBuf {
 }
 
 /// The `edgeward` binary with `args`, set up as the tests run it (shared
-/// module cache, info logs), to spawn or wait for.
+/// module cache, info logs), to spawn or wait for. `EDGEWARD_BIN` names
+/// another build to run instead, e.g. to bench a change against a copy of
+/// the binary from before it.
 pub fn edgeward_command(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_edgeward"));
+    let binary = std::env::var_os("EDGEWARD_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_edgeward").into());
+    let mut command = Command::new(binary);
     command.args(args).env("EDGEWARD_LOG", "info").env("EDGEWARD_CACHE_DIR", module_cache());
     command
 }
