@@ -2,7 +2,7 @@
 //! settings the thermostat runs on.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 /// The `heating` rule's configuration table (`[module.NAME.config]`).
 #[derive(Debug, Deserialize)]
@@ -107,7 +107,11 @@ pub(crate) struct Settings {
 #[derive(Debug)]
 pub(crate) struct ZoneSettings {
     pub name: String,
+    /// As listed; the first names the zone's stale alarms.
     pub sensors: Vec<String>,
+    /// The same names, to find a reading's zones without a scan (a zone of a
+    /// large building lists hundreds).
+    pub members: BTreeSet<String>,
     pub actuator: String,
     pub setpoint: f64,
     /// `(minute of the local day, setpoint)`, sorted by minute, minutes unique.
@@ -247,6 +251,7 @@ impl ZoneConfig {
         }
         Ok(ZoneSettings {
             name,
+            members: self.sensors.iter().cloned().collect(),
             sensors: self.sensors,
             actuator: self.actuator,
             setpoint: self.setpoint,

@@ -331,7 +331,7 @@ impl Rule for Thermostat {
         if let Some(temperature) = temperature_of(&msg.reading) {
             let now_ms = msg.reading.received_ms;
             for zone in self.zones.iter_mut() {
-                if zone.cfg.sensors.contains(&msg.reading.sensor) {
+                if zone.cfg.members.contains(&msg.reading.sensor) {
                     zone.on_reading(temperature, now_ms, self.utc_offset_minutes, &mut fx);
                 }
             }
