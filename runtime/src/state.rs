@@ -228,6 +228,16 @@ pub enum Durability {
     Full,
 }
 
+impl Durability {
+    /// The `PRAGMA synchronous` value.
+    pub fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        }
+    }
+}
+
 /// The state file's name in the state directory.
 pub const STATE_FILE: &str = "state.db";
 
@@ -238,10 +248,7 @@ pub fn connect(dir: &Path, file: &str, durability: Durability) -> Result<(PathBu
     let path = dir.join(file);
     let sqlite = |source| StateError::Sqlite { path: path.clone(), source };
     let conn = Connection::open(&path).map_err(sqlite)?;
-    let synchronous = match durability {
-        Durability::Normal => "NORMAL",
-        Durability::Full => "FULL",
-    };
+    let synchronous = durability.synchronous();
     // No automatic checkpoints: they would fsync in whichever commit
     // crosses the threshold, on the message path; see checkpoint_in_background.
     conn.execute_batch(&format!(

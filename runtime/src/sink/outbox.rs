@@ -7,7 +7,12 @@
 //! Appends are group-committed: the uplink sink buffers what arrives while a
 //! commit is under way and commits it as one transaction. This connection
 //! runs `synchronous = FULL`: a commit is on disk (fsync'd) before it counts,
-//! so acceptance survives power loss, not only a process crash. The file is
+//! so acceptance survives power loss, not only a process crash. Removing
+//! acknowledged messages does not wait for the disk (`synchronous = NORMAL`
+//! for that transaction): a power cut may undo a removal, and the message is
+//! then sent again, which at-least-once allows (its id marks the repeat);
+//! the next append's fsync makes earlier removals durable too. An fsync per
+//! batch of acknowledgements held the lock appends wait on. The file is
 //! its own so that those fsyncs never hold the write lock that rule state
 //! and the replay guard (in `state.db`) take on the message path; outboxes
 //! of earlier versions, a table in `state.db`, move here when first opened.
@@ -141,6 +146,12 @@ fn copy_and_drop_old(conn: &mut Connection) -> rusqlite::Result<usize> {
     Ok(moved)
 }
 
+/// How the next transactions on `conn` commit. Every transaction sets its
+/// own, so an append is fsync'd whatever ran on the connection before it.
+fn set_durability(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", durability.synchronous())
+}
+
 /// Bytes a message counts for: its payload, topic and id.
 fn size(topic: &str, id: &str, payload: &[u8]) -> u64 {
     (topic.len() + id.len() + payload.len()) as u64
@@ -198,6 +209,7 @@ impl Outbox {
         let mut guard = self.conn();
         let (conn, stored) = &mut *guard;
         let run = |conn: &mut Connection, mut used: u64| -> rusqlite::Result<(Appended, u64)> {
+            set_durability(conn, Durability::Full)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut report = Appended::default();
             for entry in batch {
@@ -283,6 +295,8 @@ impl Outbox {
         let mut guard = self.conn();
         let (conn, stored) = &mut *guard;
         let run = |conn: &mut Connection| -> rusqlite::Result<u64> {
+            // Undone by a power cut at worst: a duplicate, never a loss (module doc).
+            set_durability(conn, Durability::Normal)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut freed = 0;
             for seq in seqs {
@@ -396,6 +410,11 @@ mod tests {
         assert_eq!(outbox.after(rest[1].seq, 100).unwrap().len(), 1);
         let depth = outbox.depth().unwrap();
         assert_eq!((depth.messages, depth.oldest_created_ms), (3, Some(1)));
+        // Removal committed without an fsync; the next append has its fsync back.
+        let synchronous = || outbox.conn().0.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0));
+        assert_eq!(synchronous().unwrap(), 1, "NORMAL after a removal");
+        outbox.append(&[entry(9, 10)]).unwrap();
+        assert_eq!(synchronous().unwrap(), 2, "FULL for appends");
     }
 
     /// Full under reject-new: new messages are refused and counted, the old stay.
