@@ -14,6 +14,11 @@
 //!                                       sink::mqtt::publish_outbox), alarm, actuator
 //! ```
 //!
+//! Sources, admission and pipelines run on a tokio runtime of their own
+//! (`topology::MessagePath`), synchronous work in place; sinks write from
+//! threads of their own; the main runtime keeps the MQTT clients, status,
+//! metrics, signals and reloads.
+//!
 //! Around it: [`config`] loads and validates the TOML; [`state::StateStore`]
 //! keeps module key-value state and replay windows in `state.db` (the outbox
 //! has `outbox.db`); [`trust`] holds the keys and the sealing; [`clock::Clock`] is the

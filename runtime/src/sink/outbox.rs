@@ -5,17 +5,19 @@
 //! whose PUBACK was lost is sent again, with the same id).
 //!
 //! Appends are group-committed: the uplink sink buffers what arrives while a
-//! commit is under way and commits it as one transaction. This connection
-//! runs `synchronous = FULL`: a commit is on disk (fsync'd) before it counts,
-//! so acceptance survives power loss, not only a process crash. Removing
+//! commit is under way and commits it as one transaction, with
+//! `synchronous = FULL`: a commit is on disk (fsync'd) before it counts, so
+//! acceptance survives power loss, not only a process crash. Removing
 //! acknowledged messages does not wait for the disk (`synchronous = NORMAL`
 //! for that transaction): a power cut may undo a removal, and the message is
 //! then sent again, which at-least-once allows (its id marks the repeat);
 //! the next append's fsync makes earlier removals durable too. An fsync per
-//! batch of acknowledgements held the lock appends wait on. The file is
-//! its own so that those fsyncs never hold the write lock that rule state
-//! and the replay guard (in `state.db`) take on the message path; outboxes
-//! of earlier versions, a table in `state.db`, move here when first opened.
+//! batch of acknowledgements held the lock appends wait on.
+//!
+//! The file is its own so that the appends' fsyncs never hold the write lock
+//! that rule state and the replay guard (in `state.db`) take on the message
+//! path; outboxes of earlier versions, a table in `state.db`, move here when
+//! first opened.
 //!
 //! Bounded in bytes, with an explicit policy when full: `reject-new` refuses
 //! new messages, `drop-oldest` evicts the oldest; either way it is counted.
