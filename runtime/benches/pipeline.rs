@@ -76,14 +76,10 @@ fn native_message(t_ms: u64, celsius: f64) -> edgeward_sdk::Message {
     );
     reading.address = "A4:C1:38:00:00:01".into();
     reading.rssi = Some(-60);
-    edgeward_sdk::Message {
-        reading,
-        envelope: edgeward_sdk::Envelope {
-            content_type: "application/senml+cbor".into(),
-            body: vec![0u8; 64],
-        },
-        path: Vec::new(),
-    }
+    edgeward_sdk::Message::from_reading(reading).with_envelope(edgeward_sdk::Envelope {
+        content_type: "application/senml+cbor".into(),
+        body: vec![0u8; 64],
+    })
 }
 
 fn builtin(name: &str) -> &'static [u8] {

@@ -18,7 +18,7 @@
 //!         Ok(TooHot { max: config.max })
 //!     }
 //!     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
-//!         match msg.reading.value("temperature") {
+//!         match msg.value("temperature") {
 //!             Some(t) if t > self.max => Ok(Outcome::drop("too hot to forward")),
 //!             _ => Ok(Outcome::forward(msg)),
 //!         }
@@ -57,6 +57,7 @@ pub mod bindings {
 }
 
 mod host;
+mod message;
 mod types;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -64,10 +65,10 @@ pub mod testing;
 
 pub use bindings::edgeward::policy::log::Level;
 pub use bindings::edgeward::policy::types::{
-    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Hop, Measurement, Message, Outcome, Reading,
-    Severity, Verdict,
+    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Hop, Measurement, Reading, Severity,
 };
 pub use host::{clock, kv, log, sealer, signer};
+pub use message::{Message, Outcome, Verdict};
 
 /// A policy rule: one value per instance, created by [`Rule::new`] from the
 /// rule's configuration table, then called for every message.
@@ -109,9 +110,12 @@ macro_rules! export_rule {
                     $crate::__private::init::<$rule>(&config)
                 }
                 fn process(
-                    msg: $crate::Message,
-                ) -> ::std::result::Result<$crate::Outcome, ::std::string::String> {
-                    $crate::__private::process::<$rule>(msg)
+                    msg: &$crate::bindings::edgeward::policy::types::Message,
+                ) -> ::std::result::Result<
+                    $crate::bindings::edgeward::policy::types::Outcome,
+                    ::std::string::String,
+                > {
+                    $crate::__private::process::<$rule>(msg.handle())
                 }
                 fn tick(now_ms: u64) -> ::std::result::Result<$crate::Effects, ::std::string::String> {
                     $crate::__private::tick::<$rule>(now_ms)
@@ -158,8 +162,10 @@ pub mod __private {
         })
     }
 
-    pub fn process<R: Rule>(msg: Message) -> Result<Outcome, String> {
-        with_rule::<R, _>(|rule| rule.process(msg))
+    /// Run the rule on the gateway's message `handle`.
+    pub fn process<R: Rule>(handle: u32) -> Result<bindings::edgeward::policy::types::Outcome, String> {
+        let outcome = with_rule::<R, _>(|rule| rule.process(Message::lent(handle)))?;
+        Ok(outcome.into_wit(handle))
     }
 
     pub fn tick<R: Rule>(now_ms: u64) -> Result<Effects, String> {

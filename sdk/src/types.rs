@@ -1,9 +1,6 @@
 //! Conveniences on the message types generated from the WIT.
 
-use crate::{
-    Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
-    Severity, Verdict,
-};
+use crate::{Alarm, AlarmState, Authenticity, Command, Effects, Measurement, Reading, Severity};
 
 impl Reading {
     /// The first measurement called `name`, if the reading has one.
@@ -11,16 +8,20 @@ impl Reading {
         self.measurements.iter().find(|m| m.name == name)
     }
 
-    /// The value of the first measurement called `name`.
+    /// The value of the first measurement called `name` whose value is
+    /// finite (NaN or infinity says nothing about the quantity).
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.measurement(name).map(|m| m.value)
+        self.measurements.iter().find(|m| m.name == name && m.value.is_finite()).map(|m| m.value)
     }
 
-    /// The value of the first measurement called `name` in unit `unit`
-    /// (SenML symbols such as `Cel`, `%RH`). A value in another unit is not
-    /// converted: it is `None`, so a rule never compares °F with °C.
+    /// Like [`Reading::value`], in unit `unit` only (SenML symbols such as
+    /// `Cel`, `%RH`). A value in another unit is not converted: it is
+    /// `None`, so a rule never compares °F with °C.
     pub fn value_in(&self, name: &str, unit: &str) -> Option<f64> {
-        self.measurements.iter().find(|m| m.name == name && m.unit == unit).map(|m| m.value)
+        self.measurements
+            .iter()
+            .find(|m| m.name == name && m.unit == unit && m.value.is_finite())
+            .map(|m| m.value)
     }
 
     /// The state of the binary sensor `name` (BTHome `door`, `opening`,
@@ -41,17 +42,6 @@ impl Measurement {
     /// A measurement of `name` in `unit`.
     pub fn new(name: impl Into<String>, unit: impl Into<String>, value: f64) -> Self {
         Measurement { name: name.into(), unit: unit.into(), value }
-    }
-}
-
-impl Message {
-    /// A message for a reading, with an empty envelope; handy in tests.
-    pub fn from_reading(reading: Reading) -> Self {
-        Message {
-            reading,
-            envelope: Envelope { content_type: String::new(), body: Vec::new() },
-            path: Vec::new(),
-        }
     }
 }
 
@@ -105,37 +95,6 @@ impl FromIterator<Alarm> for Effects {
 impl Default for Effects {
     fn default() -> Self {
         Effects::none()
-    }
-}
-
-impl Outcome {
-    /// Pass `msg` on to the next rule.
-    pub fn forward(msg: Message) -> Self {
-        Outcome { verdict: Verdict::Forward(msg), effects: Effects::none() }
-    }
-
-    /// End the message here, for `reason` (counted by the gateway).
-    pub fn drop(reason: impl Into<String>) -> Self {
-        Outcome { verdict: Verdict::Drop(reason.into()), effects: Effects::none() }
-    }
-
-    /// Add effects (alarms and commands) to this outcome.
-    pub fn with_effects(mut self, effects: Effects) -> Self {
-        self.effects.alarms.extend(effects.alarms);
-        self.effects.commands.extend(effects.commands);
-        self
-    }
-
-    /// Add an alarm to this outcome.
-    pub fn with_alarm(mut self, alarm: Alarm) -> Self {
-        self.effects.alarms.push(alarm);
-        self
-    }
-
-    /// Add a command to this outcome.
-    pub fn with_command(mut self, command: Command) -> Self {
-        self.effects.commands.push(command);
-        self
     }
 }
 
@@ -240,6 +199,10 @@ mod tests {
         assert_eq!(r.flag("window"), Some(false));
         assert_eq!(r.flag("temperature"), None, "a measurement with a unit is no flag");
         assert_eq!(r.flag("motion"), None);
+        let mut nan_first = r.clone();
+        nan_first.measurements.insert(0, Measurement::new("temperature", "Cel", f64::NAN));
+        assert_eq!(nan_first.value("temperature"), Some(21.5), "a NaN says nothing: the next value counts");
+        assert_eq!(nan_first.value_in("temperature", "Cel"), Some(21.5));
         let mut r = r;
         r.retain_measurements(|m| m.unit.is_empty());
         assert_eq!(r.measurements.len(), 2);

@@ -74,13 +74,13 @@ fn count_of(msg: &Message) -> f64 {
 fn trap_is_contained_and_instance_recycled() {
     let f = fixture();
     let mut rule = f.start("faulty", r#"{"fault":"trap","on":"process","every":2}"#, &[]).unwrap();
-    assert!(rule.process(&message(1.0)).is_ok());
-    let err = rule.process(&message(2.0)).unwrap_err();
+    assert!(rule.process(message(1.0)).1.is_ok());
+    let err = rule.process(message(2.0)).1.unwrap_err();
     assert!(matches!(err, ModuleError::Trap { .. }), "{err}");
     assert!(err.to_string().contains("deliberate trap"), "{err}");
     assert!(err.to_string().contains("test/faulty"), "{err}");
     // A fresh instance: its call counter restarted, so the next call succeeds.
-    assert!(rule.process(&message(3.0)).is_ok());
+    assert!(rule.process(message(3.0)).1.is_ok());
 }
 
 /// A module that loops forever is stopped by its deadline, promptly.
@@ -89,7 +89,7 @@ fn endless_loop_is_stopped_by_the_deadline() {
     let f = fixture();
     let mut rule = f.start("faulty", r#"{"fault":"loop","on":"process"}"#, &[]).unwrap();
     let started = Instant::now();
-    let err = rule.process(&message(1.0)).unwrap_err();
+    let err = rule.process(message(1.0)).1.unwrap_err();
     assert!(matches!(err, ModuleError::Timeout { limit_ms: 200, .. }), "{err}");
     // Generous bound: this checks the loop was interrupted, not how fast.
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -111,7 +111,7 @@ fn memory_hog_is_stopped_by_the_cap() {
 fn guest_error_is_reported() {
     let f = fixture();
     let mut rule = f.start("faulty", r#"{"fault":"error","on":"process"}"#, &[]).unwrap();
-    let err = rule.process(&message(1.0)).unwrap_err();
+    let err = rule.process(message(1.0)).1.unwrap_err();
     assert!(matches!(err, ModuleError::Rejected { ref reason, .. } if reason == "deliberate error"), "{err}");
 }
 
@@ -143,7 +143,7 @@ fn ungranted_capability_is_refused_at_load() {
     let text = err.to_string();
     assert!(matches!(err, ModuleError::NotGranted { .. }), "{text}");
     assert!(text.contains("module `counter` ("), "{text}");
-    assert!(text.contains("test-counter.wasm) imports `edgeward:policy/kv@0.1.0`"), "{text}");
+    assert!(text.contains("test-counter.wasm) imports `edgeward:policy/kv@0.2.0`"), "{text}");
     assert!(text.contains("add \"kv\" to `capabilities`"), "{text}");
     assert!(f.start("counter", "{}", &["kv"]).is_ok());
 }
@@ -169,13 +169,13 @@ fn kv_state_survives_traps() {
     let mut counts = Vec::new();
     let mut traps = 0;
     for i in 0..7 {
-        match rule.process(&message(f64::from(i))) {
-            Ok(outcome) => match outcome.verdict {
-                edgeward::pipeline::bindings::Verdict::Forward(m) => counts.push(count_of(&m)),
+        match rule.process(message(f64::from(i))) {
+            (m, Ok(outcome)) => match outcome.verdict {
+                edgeward::pipeline::bindings::Verdict::Forward => counts.push(count_of(&m)),
                 other => panic!("unexpected verdict {other:?}"),
             },
-            Err(ModuleError::Trap { .. }) => traps += 1,
-            Err(e) => panic!("{e}"),
+            (_, Err(ModuleError::Trap { .. })) => traps += 1,
+            (_, Err(e)) => panic!("{e}"),
         }
     }
     assert_eq!(traps, 2);

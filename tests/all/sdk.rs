@@ -11,7 +11,7 @@ fn inspect_shows_capabilities_and_exports() {
     let output = edgeward(&["module", "inspect", file.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains("contract  edgeward:policy@0.1.0"), "{text}");
+    assert!(text.contains("contract  edgeward:policy@0.2.0"), "{text}");
     assert!(text.contains("needs     seal:RECIPIENTS"), "{text}");
     assert!(text.contains("linked with nothing granted"), "{text}");
     for export in ["init", "process", "tick"] {
@@ -26,7 +26,7 @@ fn inspect_shows_capabilities_and_exports() {
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["capabilities"], serde_json::json!(["seal:RECIPIENTS"]));
     assert_eq!(json["exports"], serde_json::json!(["init", "process", "tick"]));
-    assert_eq!(json["contract"], "0.1.0");
+    assert_eq!(json["contract"], "0.2.0");
     assert_eq!(json["rule"], true);
     assert_eq!(json["bytes"], edgeward::builtin::module("seal").unwrap().len());
     assert_eq!(json["sha256"].as_str().unwrap().len(), 64);
@@ -239,8 +239,8 @@ fn other_contract_version_is_named() {
     let wasm = test_rule("contract-next");
     let text = refused(&wasm, &[], "{}");
     assert!(text.contains(&format!("module `rule` ({})", wasm.display())), "{text}");
-    assert!(text.contains("was built against edgeward:policy@0.2.0"), "{text}");
-    assert!(text.contains("this gateway supports edgeward:policy@0.1.0"), "{text}");
+    assert!(text.contains("was built against edgeward:policy@0.3.0"), "{text}");
+    assert!(text.contains("this gateway supports edgeward:policy@0.2.0"), "{text}");
 }
 
 /// A component that is no rule at all is refused saying what it exports and what a rule exports.
@@ -249,7 +249,7 @@ fn foreign_component_is_named() {
     let text = refused(&test_rule("not-a-rule"), &[], "{}");
     assert!(text.contains("is a WebAssembly component but not an edgeward rule"), "{text}");
     assert!(text.contains("imports nothing of edgeward:policy and exports `greet`"), "{text}");
-    assert!(text.contains("a rule exports `init`, `process` and `tick` of edgeward:policy@0.1.0"), "{text}");
+    assert!(text.contains("a rule exports `init`, `process` and `tick` of edgeward:policy@0.2.0"), "{text}");
 }
 
 /// A core module (not a component) is refused saying how to make a component.
@@ -273,7 +273,7 @@ fn core_module_is_named() {
 #[test]
 fn ungranted_capability_names_the_grant() {
     let text = refused(&test_rule("counter"), &[], "{}");
-    assert!(text.contains("imports `edgeward:policy/kv@0.1.0` but is not granted it"), "{text}");
+    assert!(text.contains("imports `edgeward:policy/kv@0.2.0` but is not granted it"), "{text}");
     assert!(text.contains("add \"kv\" to `capabilities` in [module.rule]"), "{text}");
 }
 

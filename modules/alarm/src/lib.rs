@@ -73,7 +73,7 @@
 //! replacement, a known sensor's silence is counted from the first tick (or
 //! its first reading, if sooner).
 
-use edgeward_sdk::{Alarm, Effects, Message, Outcome, Reading, Rule, Severity, kv};
+use edgeward_sdk::{Alarm, Effects, Message, Outcome, Rule, Severity, kv};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -327,14 +327,29 @@ impl Threshold {
         }
     }
 
-    /// The first usable measurement this threshold looks at in `reading`.
-    /// Non-finite values are skipped: they say nothing about the quantity.
-    fn find<'r>(&self, reading: &'r Reading) -> Option<&'r edgeward_sdk::Measurement> {
-        reading.measurements.iter().find(|m| {
-            m.name == self.measurement
-                && self.unit.as_ref().is_none_or(|u| *u == m.unit)
-                && m.value.is_finite()
-        })
+    /// The first finite value this threshold looks at in `msg` (NaN or
+    /// infinity says nothing about the quantity).
+    fn value(&self, msg: &Message) -> Option<f64> {
+        match &self.unit {
+            Some(unit) => msg.value_in(&self.measurement, unit),
+            None => msg.value(&self.measurement),
+        }
+    }
+
+    /// The unit of the value [`Threshold::value`] found, for alarm texts:
+    /// looked up only when an alarm is written.
+    fn unit_of(&self, msg: &Message) -> String {
+        let unit = match &self.unit {
+            Some(unit) => unit.clone(),
+            None => msg
+                .reading()
+                .measurements
+                .iter()
+                .find(|m| m.name == self.measurement && m.value.is_finite())
+                .map(|m| m.unit.clone())
+                .unwrap_or_default(),
+        };
+        if unit.is_empty() { unit } else { format!(" {unit}") }
     }
 }
 
@@ -553,9 +568,9 @@ impl Rule for AlarmRule {
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
-        let reading = &msg.reading;
-        let sensor = reading.sensor.as_str();
-        self.note_seen(sensor, reading.received_ms);
+        let sensor = msg.sensor();
+        let received_ms = msg.received_ms();
+        self.note_seen(sensor, received_ms);
 
         // Clears go before raises, so that when one reading moves a shared
         // code from one direction to the other, the sink sees it end first.
@@ -576,11 +591,10 @@ impl Rule for AlarmRule {
         }
 
         for t in self.thresholds.iter().filter(|t| t.applies_to(sensor)) {
-            let Some(m) = t.find(reading) else { continue };
-            let unit = if m.unit.is_empty() { String::new() } else { format!(" {}", m.unit) };
+            let Some(value) = t.value(&msg) else { continue };
             for limit in &t.limits {
                 let phase = state.limits.get(&limit.state_key).copied();
-                let (next, transition) = step(phase, limit, m.value, reading.received_ms, t.min_duration_ms);
+                let (next, transition) = step(phase, limit, value, received_ms, t.min_duration_ms);
                 if next != phase {
                     changed = true;
                     match next {
@@ -588,10 +602,11 @@ impl Rule for AlarmRule {
                         None => state.limits.remove(&limit.state_key),
                     };
                 }
-                let head = format!("{} {}{unit}", m.name, fmt_num(m.value));
+                let Some(transition) = transition else { continue };
+                let head = format!("{} {}{}", t.measurement, fmt_num(value), t.unit_of(&msg));
                 let (dir, lim) = (limit.direction.word(), fmt_num(limit.value));
                 match transition {
-                    Some(Transition::Raised { held_ms }) => {
+                    Transition::Raised { held_ms } => {
                         let held =
                             if held_ms > 0 { format!(" for {}", fmt_secs(held_ms)) } else { String::new() };
                         raised.push(Alarm::raised(
@@ -601,13 +616,12 @@ impl Rule for AlarmRule {
                             format!("{head} {dir} {lim} on {sensor}{held}"),
                         ));
                     }
-                    Some(Transition::Cleared) => cleared.push(Alarm::cleared(
+                    Transition::Cleared => cleared.push(Alarm::cleared(
                         sensor,
                         limit.code.as_str(),
                         t.severity,
                         format!("{head} no longer {dir} {lim} on {sensor}"),
                     )),
-                    None => {}
                 }
             }
         }

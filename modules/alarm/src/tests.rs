@@ -1,7 +1,7 @@
 //! Unit tests of the `alarm` rule, through the SDK's native stand-in host.
 
 use super::*;
-use edgeward_sdk::{AlarmState, Measurement, Verdict, testing};
+use edgeward_sdk::{AlarmState, Measurement, Reading, Verdict, testing};
 
 const FEVER: &str = r#"{"threshold": [{
     "measurement": "temperature", "unit": "Cel", "above": 38.0,

@@ -79,7 +79,7 @@ mod tests;
 pub use config::{Config, HeatState, ScheduleEntry, ZoneConfig};
 
 use config::ZoneSettings;
-use edgeward_sdk::{Alarm, Command, Effects, Message, Outcome, Reading, Rule, Severity, kv};
+use edgeward_sdk::{Alarm, Command, Effects, Message, Outcome, Rule, Severity, kv};
 use serde::{Deserialize, Serialize};
 
 /// The alarm code raised while a zone is in failsafe.
@@ -308,15 +308,6 @@ fn decide(
     }
 }
 
-/// The reading's first finite `temperature` in `Cel`.
-fn temperature_of(reading: &Reading) -> Option<f64> {
-    reading
-        .measurements
-        .iter()
-        .find(|m| m.name == "temperature" && m.unit == "Cel" && m.value.is_finite())
-        .map(|m| m.value)
-}
-
 impl Rule for Thermostat {
     type Config = Config;
 
@@ -328,10 +319,10 @@ impl Rule for Thermostat {
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
         let mut fx = Effects::none();
-        if let Some(temperature) = temperature_of(&msg.reading) {
-            let now_ms = msg.reading.received_ms;
+        if let Some(temperature) = msg.value_in("temperature", "Cel") {
+            let (sensor, now_ms) = (msg.sensor(), msg.received_ms());
             for zone in self.zones.iter_mut() {
-                if zone.cfg.members.contains(&msg.reading.sensor) {
+                if zone.cfg.members.contains(sensor) {
                     zone.on_reading(temperature, now_ms, self.utc_offset_minutes, &mut fx);
                 }
             }

@@ -2,7 +2,7 @@
 
 use super::*;
 use config::{local_minute_of_day, parse_time_of_day};
-use edgeward_sdk::{AlarmState, Measurement, Verdict, testing};
+use edgeward_sdk::{AlarmState, Measurement, Reading, Verdict, testing};
 use serde_json::{Value, json};
 
 /// 2024-01-01T00:00:00Z.

@@ -54,8 +54,8 @@ impl Rule for Seal {
     fn process(&mut self, mut msg: Message) -> Result<Outcome, String> {
         // What is sealed is self-describing CBOR (a tagged COSE_Sign1 or a
         // SenML pack), so no external data is needed to open it.
-        let sealed = sealer::seal(&self.recipients, b"", &msg.envelope.body)?;
-        msg.envelope = Envelope { content_type: content_type(&sealed).to_string(), body: sealed };
+        let sealed = sealer::seal(&self.recipients, b"", &msg.envelope().body)?;
+        msg.set_envelope(Envelope { content_type: content_type(&sealed).to_string(), body: sealed });
         Ok(Outcome::forward(msg))
     }
 }
@@ -68,13 +68,8 @@ mod tests {
     use edgeward_sdk::{Measurement, Reading, Verdict, testing};
 
     fn message() -> Message {
-        let mut msg = Message::from_reading(Reading::new(
-            "room",
-            1_000,
-            vec![Measurement::new("temperature", "Cel", 21.0)],
-        ));
-        msg.envelope = Envelope { content_type: "application/senml+cbor".into(), body: vec![1, 2, 3] };
-        msg
+        Message::from_reading(Reading::new("room", 1_000, vec![Measurement::new("temperature", "Cel", 21.0)]))
+            .with_envelope(Envelope { content_type: "application/senml+cbor".into(), body: vec![1, 2, 3] })
     }
 
     /// The envelope is replaced by what the host's sealer returns, for the configured set.
@@ -89,8 +84,8 @@ mod tests {
         let mut rule: Seal = testing::init(r#"{"recipients":"tenants"}"#).unwrap();
         let outcome = rule.process(message()).unwrap();
         let Verdict::Forward(msg) = outcome.verdict else { panic!("dropped") };
-        assert_eq!(msg.envelope.body, vec![0xd0, 1, 2, 3]);
-        assert_eq!(msg.envelope.content_type, "application/cose; cose-type=\"cose-encrypt0\"");
+        assert_eq!(msg.envelope().body, vec![0xd0, 1, 2, 3]);
+        assert_eq!(msg.envelope().content_type, "application/cose; cose-type=\"cose-encrypt0\"");
     }
 
     /// A sealing failure is the rule's error (the profile's on-error decides), never a clear-text forward.

@@ -58,19 +58,18 @@ impl Rule for Sign {
 
     fn process(&mut self, mut msg: Message) -> Result<Outcome, String> {
         let modules: Vec<(String, Vec<u8>)> =
-            msg.path.iter().map(|h| (h.module.clone(), h.sha256.clone())).collect();
-        let received_ms = msg.reading.received_ms;
+            msg.path().iter().map(|h| (h.module.clone(), h.sha256.clone())).collect();
+        let received_ms = msg.received_ms();
         let sign = |tbs: &[u8]| signer::sign(&self.key, tbs);
-        let body = match msg.reading.authenticity {
-            Authenticity::SensorSigned => {
-                cose::countersign(&msg.envelope.body, &self.kid, received_ms, &modules, sign)
-            }
+        let signed = &msg.envelope().body;
+        let body = match msg.authenticity() {
+            Authenticity::SensorSigned => cose::countersign(signed, &self.kid, received_ms, &modules, sign),
             Authenticity::None | Authenticity::MicVerified => {
-                cose::build_gateway_sign1(&self.kid, received_ms, &modules, &msg.envelope.body, sign)
+                cose::build_gateway_sign1(&self.kid, received_ms, &modules, signed, sign)
             }
         }
         .map_err(|e| e.to_string())?;
-        msg.envelope = Envelope { content_type: COSE_SIGN1.to_string(), body };
+        msg.set_envelope(Envelope { content_type: COSE_SIGN1.to_string(), body });
         Ok(Outcome::forward(msg))
     }
 }
@@ -99,13 +98,12 @@ mod tests {
         let mut reading =
             Reading::new("wearable-1", 1_768_435_200_000, vec![Measurement::new("temperature", "Cel", 36.6)]);
         reading.authenticity = authenticity;
-        let mut msg = Message::from_reading(reading);
-        msg.envelope = Envelope { content_type: "x".into(), body };
-        msg.path = vec![
-            Hop { module: "vitals".into(), sha256: vec![0xaa; 32] },
-            Hop { module: "countersign".into(), sha256: vec![0xbb; 32] },
-        ];
-        msg
+        Message::from_reading(reading).with_envelope(Envelope { content_type: "x".into(), body }).with_path(
+            vec![
+                Hop { module: "vitals".into(), sha256: vec![0xaa; 32] },
+                Hop { module: "countersign".into(), sha256: vec![0xbb; 32] },
+            ],
+        )
     }
 
     fn forwarded(outcome: Outcome) -> Message {
@@ -131,8 +129,8 @@ mod tests {
         })
         .unwrap();
         let msg = forwarded(rule.process(message(Authenticity::SensorSigned, sensor_sign1)).unwrap());
-        assert_eq!(msg.envelope.content_type, COSE_SIGN1);
-        let parsed = cose::parse_sign1(&msg.envelope.body).unwrap();
+        assert_eq!(msg.envelope().content_type, COSE_SIGN1);
+        let parsed = cose::parse_sign1(&msg.envelope().body).unwrap();
         assert!(verify(&SENSOR, &parsed.tbs(), parsed.signature()), "the sensor's signature is untouched");
         let cs = &parsed.countersignatures()[0];
         assert_eq!(cs.kid(), b"gw-1");
@@ -148,7 +146,7 @@ mod tests {
         let mut rule = setup();
         let senml = senml::encode("A4:C1:38:00:00:01", 1, &[]);
         let msg = forwarded(rule.process(message(Authenticity::None, senml.clone())).unwrap());
-        let parsed = cose::parse_sign1(&msg.envelope.body).unwrap();
+        let parsed = cose::parse_sign1(&msg.envelope().body).unwrap();
         assert_eq!(parsed.attestation(), Some(cose::ATTESTATION_GATEWAY));
         assert_eq!(parsed.payload(), &senml[..]);
         assert!(verify(&GATEWAY, &parsed.tbs(), parsed.signature()));

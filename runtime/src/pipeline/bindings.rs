@@ -1,23 +1,40 @@
 //! The host side of the rule contract: the one `bindgen!` over the SDK's
 //! `wit/policy.wit`, the same file rules are built from.
 
-wasmtime::component::bindgen!({
-    world: "rule",
-    path: "../sdk/wit",
-    // Host functions may refuse (a capability used without its grant) by trapping.
-    imports: { default: trappable },
-    additional_derives: [PartialEq],
-});
+/// What `bindgen!` makes of the WIT. Its world-level `Message` is the
+/// resource (our `Lent`), so the gateway's own `Message` lives beside it.
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "rule",
+        path: "../sdk/wit",
+        // Host functions may refuse (a capability used without its grant) by trapping.
+        imports: { default: trappable },
+        // A rule borrows the gateway's message; the store's resource table holds it.
+        with: { "edgeward:policy/types.message": super::super::host::Lent },
+        additional_derives: [PartialEq],
+    });
+}
 
-// `Message`, `Outcome` and `Effects` are already at this level (the world `use`s them).
-pub use self::edgeward::policy::types::{
+pub use generated::edgeward::policy::types::{
     Alarm, AlarmState, Authenticity, Command, Envelope, Hop, Measurement, Reading, Severity, Verdict,
 };
+pub use generated::{Effects, Outcome, Rule, RulePre, edgeward};
 
 /// The package and version of the contract this gateway implements.
 pub const WIT_PACKAGE: &str = "edgeward:policy";
 /// The contract version a rule must be built against.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
+
+/// A reading together with the bytes that will leave the gateway for it:
+/// what flows through the gateway. Rules see it through the WIT's `message`
+/// resource and never hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub reading: Reading,
+    pub envelope: Envelope,
+    /// The modules this message has passed through, in order.
+    pub path: Vec<Hop>,
+}
 
 impl Effects {
     /// No alarms, no commands.

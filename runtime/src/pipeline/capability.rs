@@ -64,7 +64,7 @@ impl Grants {
     }
 
     /// May a component import `name` (a component import name such as
-    /// `edgeward:policy/kv@0.1.0`)? `Err` says why not, in words for the
+    /// `edgeward:policy/kv@0.2.0`)? `Err` says why not, in words for the
     /// rule's author.
     pub fn allow_import(&self, name: &str) -> Result<(), ImportRefusal> {
         if name.starts_with("wasi:") {
@@ -126,19 +126,19 @@ mod tests {
     #[test]
     fn imports_follow_grants() {
         let none = Grants::default();
-        assert_eq!(none.allow_import("edgeward:policy/log@0.1.0"), Ok(()));
+        assert_eq!(none.allow_import("edgeward:policy/log@0.2.0"), Ok(()));
         assert_eq!(none.allow_import("wasi:cli/stdout@0.2.6"), Ok(()));
         assert_eq!(
-            none.allow_import("edgeward:policy/kv@0.1.0"),
+            none.allow_import("edgeward:policy/kv@0.2.0"),
             Err(ImportRefusal::NotGranted { capability: "\"kv\"" })
         );
         let kv = Grants::parse(["kv", "sign:gateway"]).unwrap();
-        assert_eq!(kv.allow_import("edgeward:policy/kv@0.1.0"), Ok(()));
-        assert_eq!(kv.allow_import("edgeward:policy/signer@0.1.0"), Ok(()));
+        assert_eq!(kv.allow_import("edgeward:policy/kv@0.2.0"), Ok(()));
+        assert_eq!(kv.allow_import("edgeward:policy/signer@0.2.0"), Ok(()));
         assert!(kv.sign("gateway") && !kv.sign("other"));
         assert_eq!(
-            kv.allow_import("edgeward:policy/kv@0.2.0"),
-            Err(ImportRefusal::Version { found: "0.2.0".into() })
+            kv.allow_import("edgeward:policy/kv@0.1.0"),
+            Err(ImportRefusal::Version { found: "0.1.0".into() })
         );
         assert_eq!(kv.allow_import("acme:net/http@1.0.0"), Err(ImportRefusal::Unknown));
     }

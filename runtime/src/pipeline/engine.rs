@@ -11,9 +11,9 @@
 //!    poisons a component instance) and its state comes back from kv.
 
 use super::ModuleError;
-use super::bindings::{Effects, Hop, Message, Outcome, Rule, RulePre, WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{Effects, Hop, Message, Outcome, Rule, RulePre, Verdict, WIT_PACKAGE, WIT_VERSION};
 use super::capability::{Grants, ImportRefusal};
-use super::host::ModuleState;
+use super::host::{Lent, ModuleState};
 use super::inspect::{self, Unfit};
 use crate::clock::Clock;
 use crate::state::StateStore;
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker, Resource};
 use wasmtime::{Store, Trap};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -298,9 +298,23 @@ impl Instance {
         &self.ctx.label
     }
 
-    /// Run `process` on `msg`.
-    pub fn process(&mut self, msg: &Message) -> Result<Outcome, ModuleError> {
-        self.call("process", |rule, store| rule.call_process(store, msg))
+    /// Run `process` on `msg`, lent to the rule for the call. Returns the
+    /// message with the rule's changes if it forwarded it, else as it came.
+    pub fn process(&mut self, msg: Message) -> (Message, Result<Outcome, ModuleError>) {
+        let mut msg = Some(Lent::new(msg));
+        let result = self.call("process", |rule, store| {
+            let lent = store.data_mut().lend(msg.take().expect("lent once"));
+            let borrowed = Resource::new_borrow(lent.rep());
+            let result = rule.call_process(&mut *store, borrowed);
+            msg = Some(store.data_mut().take_back(lent));
+            result
+        });
+        // `call` runs the closure unless no instance could be started: either way `msg` is back.
+        let lent = msg.expect("the message comes back from the call");
+        match &result {
+            Ok(outcome) if outcome.verdict == Verdict::Forward => (lent.forwarded(), result),
+            _ => (lent.unchanged(), result),
+        }
     }
 
     /// Run `tick` at `now_ms`.

@@ -4,13 +4,14 @@
 //! interfaces.
 
 use super::bindings::edgeward::policy::{clock, kv, log, sealer, signer, types};
+use super::bindings::{Authenticity, Envelope, Hop, Message, Reading};
 use super::capability::Grants;
 use crate::clock::Clock;
 use crate::state::StateStore;
 use crate::trust::{ALG_EDDSA, Keyring, seal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, bail};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -78,6 +79,26 @@ impl ModuleState {
         }
     }
 
+    /// Put `msg` where the rule's `message` handle reaches it, for one call.
+    pub(crate) fn lend(&mut self, msg: Lent) -> Resource<Lent> {
+        // The table holds at most this one message, so it is never full.
+        self.table.push(msg).expect("a store's resource table holds one message at a time")
+    }
+
+    /// Take back a message lent with [`ModuleState::lend`].
+    pub(crate) fn take_back(&mut self, lent: Resource<Lent>) -> Lent {
+        // Only `lend` adds, and the rule's `drop` of a borrow removes nothing.
+        self.table.delete(lent).expect("a lent message stays in the table until taken back")
+    }
+
+    fn lent(&self, handle: &Resource<Lent>) -> wasmtime::Result<&Lent> {
+        Ok(self.table.get(handle)?)
+    }
+
+    fn lent_mut(&mut self, handle: &Resource<Lent>) -> wasmtime::Result<&mut Lent> {
+        Ok(self.table.get_mut(handle)?)
+    }
+
     fn denied(&self, capability: &str) -> wasmtime::Error {
         wasmtime::format_err!(
             "module `{}` called a host function without the capability `{capability}`",
@@ -124,7 +145,101 @@ impl WasiView for ModuleState {
     }
 }
 
+/// A message lent to a rule for one `process` call: the WIT's `message`
+/// resource. The rule's changes are kept beside the message and applied
+/// only when it forwards it, so a rule that drops, fails or traps leaves the
+/// message as it came.
+#[derive(Debug)]
+pub struct Lent {
+    msg: Message,
+    reading: Option<Reading>,
+    envelope: Option<Envelope>,
+}
+
+impl Lent {
+    pub fn new(msg: Message) -> Self {
+        Lent { msg, reading: None, envelope: None }
+    }
+
+    /// The message with the rule's changes.
+    pub fn forwarded(self) -> Message {
+        let mut msg = self.msg;
+        if let Some(reading) = self.reading {
+            msg.reading = reading;
+        }
+        if let Some(envelope) = self.envelope {
+            msg.envelope = envelope;
+        }
+        msg
+    }
+
+    /// The message as it came.
+    pub fn unchanged(self) -> Message {
+        self.msg
+    }
+
+    /// The reading as the rule left it so far.
+    fn reading(&self) -> &Reading {
+        self.reading.as_ref().unwrap_or(&self.msg.reading)
+    }
+}
+
 impl types::Host for ModuleState {}
+
+impl types::HostMessage for ModuleState {
+    fn sensor(&mut self, msg: Resource<Lent>) -> wasmtime::Result<String> {
+        Ok(self.lent(&msg)?.reading().sensor.clone())
+    }
+
+    fn received_ms(&mut self, msg: Resource<Lent>) -> wasmtime::Result<u64> {
+        Ok(self.lent(&msg)?.reading().received_ms)
+    }
+
+    fn authenticity(&mut self, msg: Resource<Lent>) -> wasmtime::Result<Authenticity> {
+        Ok(self.lent(&msg)?.reading().authenticity)
+    }
+
+    fn value(
+        &mut self,
+        msg: Resource<Lent>,
+        name: String,
+        unit: Option<String>,
+    ) -> wasmtime::Result<Option<f64>> {
+        let found =
+            self.lent(&msg)?.reading().measurements.iter().find(|m| {
+                m.name == name && unit.as_ref().is_none_or(|u| *u == m.unit) && m.value.is_finite()
+            });
+        Ok(found.map(|m| m.value))
+    }
+
+    fn reading(&mut self, msg: Resource<Lent>) -> wasmtime::Result<Reading> {
+        Ok(self.lent(&msg)?.reading().clone())
+    }
+
+    fn envelope(&mut self, msg: Resource<Lent>) -> wasmtime::Result<Envelope> {
+        let lent = self.lent(&msg)?;
+        Ok(lent.envelope.as_ref().unwrap_or(&lent.msg.envelope).clone())
+    }
+
+    fn path(&mut self, msg: Resource<Lent>) -> wasmtime::Result<Vec<Hop>> {
+        Ok(self.lent(&msg)?.msg.path.clone())
+    }
+
+    fn set_reading(&mut self, msg: Resource<Lent>, reading: Reading) -> wasmtime::Result<()> {
+        self.lent_mut(&msg)?.reading = Some(reading);
+        Ok(())
+    }
+
+    fn set_envelope(&mut self, msg: Resource<Lent>, envelope: Envelope) -> wasmtime::Result<()> {
+        self.lent_mut(&msg)?.envelope = Some(envelope);
+        Ok(())
+    }
+
+    fn drop(&mut self, _msg: Resource<Lent>) -> wasmtime::Result<()> {
+        // Rules only ever borrow the message; the gateway takes it back after the call.
+        Ok(())
+    }
+}
 
 impl log::Host for ModuleState {
     fn log(&mut self, level: log::Level, msg: String) -> wasmtime::Result<()> {

@@ -6,6 +6,7 @@ use super::bindings::{WIT_PACKAGE, WIT_VERSION};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
 
 /// The functions a rule exports.
 pub const RULE_EXPORTS: [&str; 3] = ["init", "process", "tick"];
@@ -13,7 +14,7 @@ pub const RULE_EXPORTS: [&str; 3] = ["init", "process", "tick"];
 /// One import of a component, and what it takes to grant it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Import {
-    /// The import's name, e.g. `edgeward:policy/kv@0.1.0`.
+    /// The import's name, e.g. `edgeward:policy/kv@0.2.0`.
     pub name: String,
     /// How the gateway treats it: `always` (`log`, `clock`, `types`), the
     /// capability to grant (`kv`, `sign:KEY`, `seal:RECIPIENTS`), `wasi`
@@ -81,7 +82,11 @@ pub(crate) fn describe(engine: &wasmtime::Engine, component: &Component, wasm: &
     let mut contract = None;
     let mut capabilities = Vec::new();
     let mut imports = Vec::new();
-    for (name, _) in ty.imports(engine) {
+    for (name, item) in ty.imports(engine) {
+        // A type the world `use`s (the `message` resource) grants nothing.
+        if matches!(item.ty, ComponentItem::Type(_) | ComponentItem::Resource(_)) {
+            continue;
+        }
         let grant = classify(name, &mut contract);
         if matches!(grant, "kv" | "sign:KEY" | "seal:RECIPIENTS") && !capabilities.iter().any(|c| c == grant)
         {
@@ -94,7 +99,7 @@ pub(crate) fn describe(engine: &wasmtime::Engine, component: &Component, wasm: &
     let mut exports = Vec::new();
     let mut other_exports = Vec::new();
     for (name, item) in ty.exports(engine) {
-        let is_func = matches!(item.ty, wasmtime::component::types::ComponentItem::ComponentFunc(_));
+        let is_func = matches!(item.ty, ComponentItem::ComponentFunc(_));
         if is_func && RULE_EXPORTS.contains(&name) {
             exports.push(name.to_string());
         } else {
@@ -185,9 +190,9 @@ mod tests {
         let mut contract = None;
         assert_eq!(classify("wasi:cli/stdout@0.2.6", &mut contract), "wasi");
         assert_eq!(contract, None);
-        assert_eq!(classify("edgeward:policy/sealer@0.1.0", &mut contract), "seal:RECIPIENTS");
-        assert_eq!(contract.as_deref(), Some("0.1.0"));
-        assert_eq!(classify("edgeward:policy/log@0.1.0", &mut contract), "always");
+        assert_eq!(classify("edgeward:policy/sealer@0.2.0", &mut contract), "seal:RECIPIENTS");
+        assert_eq!(contract.as_deref(), Some("0.2.0"));
+        assert_eq!(classify("edgeward:policy/log@0.2.0", &mut contract), "always");
         assert_eq!(classify("acme:net/http@1.0.0", &mut contract), "unknown");
     }
 
@@ -220,11 +225,11 @@ mod tests {
     #[test]
     fn unfit_components() {
         let all = ["init", "process", "tick"];
-        let current = "edgeward:policy/types@0.1.0";
+        let current = "edgeward:policy/types@0.2.0";
         assert_eq!(inspection(&[current], &all, &[]).unfit(), None);
         assert_eq!(
-            inspection(&["wasi:cli/stdout@0.2.6", "edgeward:policy/log@0.2.0"], &["init"], &[]).unfit(),
-            Some(Unfit::Version { import: "edgeward:policy/log@0.2.0".into(), found: "0.2.0".into() })
+            inspection(&["wasi:cli/stdout@0.2.6", "edgeward:policy/log@0.1.0"], &["init"], &[]).unfit(),
+            Some(Unfit::Version { import: "edgeward:policy/log@0.1.0".into(), found: "0.1.0".into() })
         );
         assert_eq!(
             inspection(&["wasi:cli/stdout@0.2.6"], &[], &["greet"]).unfit(),

@@ -183,21 +183,15 @@ impl Pipeline {
         for (stage, stats) in self.stages.iter_mut().zip(&self.stats) {
             msg.path.push(stage.hop().clone());
             let started = Instant::now();
-            let result = stage.process(&msg);
+            let (next, result) = stage.process(msg);
             stats.record(started.elapsed(), result.is_err());
+            msg = next;
             match result {
                 Ok(outcome) => {
                     effects.extend(outcome.effects);
-                    match outcome.verdict {
-                        Verdict::Forward(mut next) => {
-                            // The path is the gateway's record, not the rule's to rewrite.
-                            std::mem::swap(&mut next.path, &mut msg.path);
-                            msg = next;
-                        }
-                        Verdict::Drop(reason) => {
-                            let module = stage.label().to_string();
-                            return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
-                        }
+                    if let Verdict::Drop(reason) = outcome.verdict {
+                        let module = stage.label().to_string();
+                        return Processed { fate: Fate::Dropped { module, reason }, effects, faults };
                     }
                 }
                 Err(error) => {

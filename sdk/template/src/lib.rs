@@ -45,7 +45,7 @@ impl Rule for InRange {
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
-        let Some(value) = msg.reading.value(&self.config.measurement) else {
+        let Some(value) = msg.value(&self.config.measurement) else {
             // Not a measurement this rule checks: pass it on unchanged.
             return Ok(Outcome::forward(msg));
         };
@@ -59,11 +59,11 @@ impl Rule for InRange {
         }
         let text = format!(
             "{measurement} {value} outside {min}..{max} on {}",
-            msg.reading.sensor
+            msg.sensor()
         );
         log(Level::Warn, &text);
         let alarm = Alarm::raised(
-            &msg.reading.sensor,
+            msg.sensor(),
             "out-of-range",
             Severity::Warning,
             &text,

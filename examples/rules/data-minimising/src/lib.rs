@@ -32,7 +32,7 @@
 //! ```
 
 use edgeward_formats::senml;
-use edgeward_sdk::{Message, Outcome, Rule, kv};
+use edgeward_sdk::{Envelope, Message, Outcome, Rule, kv};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -90,7 +90,7 @@ impl Rule for DataMinimising {
 
     fn process(&mut self, mut msg: Message) -> Result<Outcome, String> {
         let c = &self.config;
-        let reading = &mut msg.reading;
+        let reading = msg.reading_mut();
         reading.retain_measurements(|m| c.allow.contains(&m.name));
         if reading.measurements.is_empty() {
             return Ok(Outcome::drop("no allowed measurement"));
@@ -128,12 +128,12 @@ impl Rule for DataMinimising {
             .iter()
             .map(|m| senml::Measurement { name: m.name.clone(), unit: m.unit.clone(), value: m.value })
             .collect();
-        msg.envelope.body = if reading.address.is_empty() {
+        let body = if reading.address.is_empty() {
             senml::encode_with_base_name(None, reading.received_ms, &records)
         } else {
             senml::encode(&reading.address, reading.received_ms, &records)
         };
-        msg.envelope.content_type = senml::CONTENT_TYPE.to_string();
+        msg.set_envelope(Envelope { content_type: senml::CONTENT_TYPE.to_string(), body });
         Ok(Outcome::forward(msg))
     }
 }
@@ -181,11 +181,8 @@ mod tests {
         reading.address = "A4:C1:38:00:00:01".into();
         reading.rssi = Some(-61);
         reading.seq = Some(7);
-        Message {
-            reading,
-            envelope: Envelope { content_type: senml::CONTENT_TYPE.into(), body: vec![0x80] },
-            path: Vec::new(),
-        }
+        Message::from_reading(reading)
+            .with_envelope(Envelope { content_type: senml::CONTENT_TYPE.into(), body: vec![0x80] })
     }
 
     fn forwarded(outcome: Outcome) -> Message {
@@ -200,7 +197,7 @@ mod tests {
     fn minimises_a_reading() {
         let mut r = rule(CONFIG);
         let msg = forwarded(r.process(reading("kitchen", 1_000)).unwrap());
-        let reading = &msg.reading;
+        let reading = msg.reading();
         let values: Vec<(&str, f64)> =
             reading.measurements.iter().map(|m| (m.name.as_str(), m.value)).collect();
         assert_eq!(values, [("temperature", 21.5), ("humidity", 50.0)]);
@@ -208,7 +205,7 @@ mod tests {
         assert_eq!((reading.address.as_str(), reading.rssi, reading.seq), ("", None, None));
 
         // The body says exactly the same, and nothing more.
-        let pack = senml::decode(&msg.envelope.body).unwrap();
+        let pack = senml::decode(&msg.envelope().body).unwrap();
         assert_eq!(pack.base_name, None);
         assert_eq!(pack.base_time_ms, Some(900_000));
         let body: Vec<(&str, f64)> = pack.measurements.iter().map(|m| (m.name.as_str(), m.value)).collect();
@@ -244,10 +241,10 @@ mod tests {
     fn keeps_address_unless_stripped() {
         let mut r = rule(r#"{"allow": ["temperature"]}"#);
         let msg = forwarded(r.process(reading("a", 1)).unwrap());
-        let pack = senml::decode(&msg.envelope.body).unwrap();
+        let pack = senml::decode(&msg.envelope().body).unwrap();
         assert_eq!(pack.base_name.as_deref(), Some("urn:dev:mac:a4c138000001:"));
         assert_eq!(pack.measurements[0].value, 21.37);
-        assert_eq!(msg.reading.received_ms, 1_000);
+        assert_eq!(msg.received_ms(), 1_000);
     }
 
     /// Rounding lands on the resolution's own decimals.

@@ -76,23 +76,22 @@ impl Rule for DoorOpenTooLong {
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
-        let reading = &msg.reading;
-        let Some(open) = self.config.measurements.iter().find_map(|name| reading.flag(name)) else {
+        let Some(open) = self.config.measurements.iter().find_map(|name| msg.flag(name)) else {
             return Ok(Outcome::forward(msg));
         };
         let mut doors = load();
-        let sensor = reading.sensor.clone();
+        let (sensor, received_ms) = (msg.sensor().to_string(), msg.received_ms());
         let mut effects = Effects::none();
         match (open, doors.get(&sensor).copied()) {
             (true, None) => {
-                doors.insert(sensor, Open { since_ms: reading.received_ms, raised: false });
+                doors.insert(sensor, Open { since_ms: received_ms, raised: false });
             }
-            (true, Some(_)) => effects = self.check(&mut doors, reading.received_ms),
+            (true, Some(_)) => effects = self.check(&mut doors, received_ms),
             (false, None) => {}
             (false, Some(was)) => {
                 doors.remove(&sensor);
                 if was.raised {
-                    let open_s = reading.received_ms.saturating_sub(was.since_ms) / 1000;
+                    let open_s = received_ms.saturating_sub(was.since_ms) / 1000;
                     let text = format!("{sensor} closed after {open_s} s open");
                     effects = effects.with_alarm(self.alarm(AlarmState::Cleared, &sensor, text));
                 }

@@ -102,18 +102,17 @@ impl Rule for RateOfChange {
     }
 
     fn process(&mut self, msg: Message) -> Result<Outcome, String> {
-        let reading = &msg.reading;
-        let Some(value) = reading.value_in(&self.config.measurement, &self.config.unit) else {
+        let Some(value) = msg.value_in(&self.config.measurement, &self.config.unit) else {
             return Ok(Outcome::forward(msg));
         };
-        let key = format!("sensor/{}", reading.sensor);
+        let key = format!("sensor/{}", msg.sensor());
         let mut state: SensorState = kv::get_json(&key).unwrap_or_default();
-        let now = reading.received_ms;
+        let now = msg.received_ms();
         let window_ms = self.config.window_s * 1000;
         state.samples.retain(|&(t, _)| t <= now && now - t <= window_ms);
         state.samples.push((now, value));
 
-        let alarm = self.judge(&reading.sensor, &mut state);
+        let alarm = self.judge(msg.sensor(), &mut state);
         kv::set_json(&key, &state);
         let outcome = Outcome::forward(msg);
         Ok(match alarm {

@@ -1,4 +1,4 @@
-//! A test component built against a later contract, `edgeward:policy@0.2.0`,
+//! A test component built against a later contract, `edgeward:policy@0.3.0`,
 //! rather than the SDK: the gateway must refuse it at load time, naming the
 //! version it has and the one the gateway supports. Its shape is invented;
 //! only the package version matters.
@@ -7,7 +7,7 @@
 mod component {
     wit_bindgen::generate!({
         inline: r#"
-            package edgeward:policy@0.2.0;
+            package edgeward:policy@0.3.0;
 
             interface log {
                 enum level { trace, debug, info, warn, error }
@@ -31,7 +31,7 @@ mod component {
     impl Guest for Next {
         fn init(_config: String) -> Result<(), String> {
             // Calling the import keeps it in the component's imports.
-            log(Level::Info, "contract 0.2.0");
+            log(Level::Info, "contract 0.3.0");
             Ok(())
         }
         fn process(msg: Vec<u8>) -> Result<Vec<u8>, String> {

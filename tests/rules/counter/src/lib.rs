@@ -29,7 +29,7 @@ impl Rule for Counter {
         if self.trap_every.is_some_and(|n| count.is_multiple_of(n)) {
             panic!("trap at message {count}");
         }
-        msg.reading.measurements.push(Measurement::new("count", "", count as f64));
+        msg.add_measurement(Measurement::new("count", "", count as f64));
         Ok(Outcome::forward(msg))
     }
 }

@@ -1,5 +1,5 @@
 //! A test component that exports `init` and `process` of
-//! `edgeward:policy@0.1.0` but not `tick`: the gateway must refuse it at
+//! `edgeward:policy@0.2.0` but not `tick`: the gateway must refuse it at
 //! load time, naming the missing export. Built with wit-bindgen directly
 //! (the SDK always exports all three) from the SDK's own WIT plus a world
 //! in `wit/` that leaves `tick` out.
@@ -22,9 +22,9 @@ mod component {
         fn init(_config: String) -> Result<(), String> {
             Ok(())
         }
-        fn process(msg: Message) -> Result<Outcome, String> {
+        fn process(_msg: &Message) -> Result<Outcome, String> {
             let effects = Effects { alarms: Vec::new(), commands: Vec::new() };
-            Ok(Outcome { verdict: Verdict::Forward(msg), effects })
+            Ok(Outcome { verdict: Verdict::Forward, effects })
         }
     }
 
