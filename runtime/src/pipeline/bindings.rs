@@ -20,6 +20,8 @@ pub use generated::edgeward::policy::types::{
 };
 pub use generated::{Effects, Outcome, Rule, RulePre, edgeward};
 
+use std::sync::Arc;
+
 /// The package and version of the contract this gateway implements.
 pub const WIT_PACKAGE: &str = "edgeward:policy";
 /// The contract version a rule must be built against.
@@ -32,8 +34,9 @@ pub const WIT_VERSION: &str = "0.2.0";
 pub struct Message {
     pub reading: Reading,
     pub envelope: Envelope,
-    /// The modules this message has passed through, in order.
-    pub path: Vec<Hop>,
+    /// The modules this message has passed through, in order (shared with
+    /// the pipeline's stages: recording a hop copies nothing).
+    pub path: Vec<Arc<Hop>>,
 }
 
 impl Effects {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker, Resource};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
@@ -239,7 +239,7 @@ pub struct Instance {
     prepared: Arc<Prepared>,
     ctx: InstanceContext,
     /// This module as a message's path records it.
-    hop: Hop,
+    hop: Arc<Hop>,
     live: Option<Live>,
 }
 
@@ -252,7 +252,7 @@ impl Instance {
     /// Instantiate `prepared` and run its `init`.
     pub fn start(prepared: Arc<Prepared>, ctx: InstanceContext) -> Result<Self, ModuleError> {
         let live = Self::instantiate(&prepared, &ctx)?;
-        let hop = Hop { module: prepared.name.clone(), sha256: prepared.hash.to_vec() };
+        let hop = Arc::new(Hop { module: prepared.name.clone(), sha256: prepared.hash.to_vec() });
         Ok(Instance { prepared, ctx, hop, live: Some(live) })
     }
 
@@ -289,7 +289,7 @@ impl Instance {
     }
 
     /// This module as a message's path records it.
-    pub fn hop(&self) -> &Hop {
+    pub fn hop(&self) -> &Arc<Hop> {
         &self.hop
     }
 
@@ -303,10 +303,9 @@ impl Instance {
     pub fn process(&mut self, msg: Message) -> (Message, Result<Outcome, ModuleError>) {
         let mut msg = Some(Lent::new(msg));
         let result = self.call("process", |rule, store| {
-            let lent = store.data_mut().lend(msg.take().expect("lent once"));
-            let borrowed = Resource::new_borrow(lent.rep());
-            let result = rule.call_process(&mut *store, borrowed);
-            msg = Some(store.data_mut().take_back(lent));
+            let handle = store.data_mut().lend(msg.take().expect("lent once"));
+            let result = rule.call_process(&mut *store, handle);
+            msg = store.data_mut().take_back();
             result
         });
         // `call` runs the closure unless no instance could be started: either way `msg` is back.

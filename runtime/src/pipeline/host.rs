@@ -23,6 +23,9 @@ const MAX_KV_KEY: usize = 256;
 /// Largest kv value, in bytes: kv is for rule state, not for payloads.
 const MAX_KV_VALUE: usize = 64 * 1024;
 
+/// The representation of the one message a `process` call borrows.
+const LENT_REP: u32 = 0;
+
 /// The data of one module instance's `Store`.
 pub struct ModuleState {
     /// `profile/module`, used in logs and as the kv namespace.
@@ -40,6 +43,8 @@ pub struct ModuleState {
     /// The last error-level line the guest logged during the current call:
     /// the SDK logs a panic's message there just before the trap.
     pub(crate) last_guest_error: Option<String>,
+    /// The message of the `process` call under way.
+    lent: Option<Lent>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -62,6 +67,7 @@ impl ModuleState {
             limiter: MemoryCap { max_bytes: memory_limit, exceeded: false },
             kv_writes: BTreeMap::new(),
             last_guest_error: None,
+            lent: None,
             // Grants nothing: no preopened files, no sockets, no environment, no stdio.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -79,24 +85,30 @@ impl ModuleState {
         }
     }
 
-    /// Put `msg` where the rule's `message` handle reaches it, for one call.
+    /// Lend `msg` to the rule for one call: the handle to pass to `process`.
+    /// A call has one message, so it is kept here rather than in a table.
     pub(crate) fn lend(&mut self, msg: Lent) -> Resource<Lent> {
-        // The table holds at most this one message, so it is never full.
-        self.table.push(msg).expect("a store's resource table holds one message at a time")
+        self.lent = Some(msg);
+        Resource::new_borrow(LENT_REP)
     }
 
-    /// Take back a message lent with [`ModuleState::lend`].
-    pub(crate) fn take_back(&mut self, lent: Resource<Lent>) -> Lent {
-        // Only `lend` adds, and the rule's `drop` of a borrow removes nothing.
-        self.table.delete(lent).expect("a lent message stays in the table until taken back")
+    /// Take back the message lent with [`ModuleState::lend`].
+    pub(crate) fn take_back(&mut self) -> Option<Lent> {
+        self.lent.take()
     }
 
     fn lent(&self, handle: &Resource<Lent>) -> wasmtime::Result<&Lent> {
-        Ok(self.table.get(handle)?)
+        match &self.lent {
+            Some(lent) if handle.rep() == LENT_REP => Ok(lent),
+            _ => bail!("module `{}` used a message outside the `process` call it was lent for", self.label),
+        }
     }
 
     fn lent_mut(&mut self, handle: &Resource<Lent>) -> wasmtime::Result<&mut Lent> {
-        Ok(self.table.get_mut(handle)?)
+        match &mut self.lent {
+            Some(lent) if handle.rep() == LENT_REP => Ok(lent),
+            _ => bail!("module `{}` used a message outside the `process` call it was lent for", self.label),
+        }
     }
 
     fn denied(&self, capability: &str) -> wasmtime::Error {
@@ -222,7 +234,7 @@ impl types::HostMessage for ModuleState {
     }
 
     fn path(&mut self, msg: Resource<Lent>) -> wasmtime::Result<Vec<Hop>> {
-        Ok(self.lent(&msg)?.msg.path.clone())
+        Ok(self.lent(&msg)?.msg.path.iter().map(|hop| Hop::clone(hop)).collect())
     }
 
     fn set_reading(&mut self, msg: Resource<Lent>, reading: Reading) -> wasmtime::Result<()> {

@@ -8,6 +8,8 @@ use serde::Deserialize;
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 enum Fault {
+    /// Never misbehave: a rule that only forwards (for benchmarks).
+    None,
     Trap,
     Loop,
     Hog,
@@ -56,6 +58,7 @@ impl Faulty {
 
 fn misbehave(fault: Fault) -> Result<(), String> {
     match fault {
+        Fault::None => Ok(()),
         Fault::Trap => panic!("deliberate trap"),
         Fault::Loop => {
             let mut n: u64 = 0;
