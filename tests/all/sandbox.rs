@@ -1,12 +1,13 @@
 //! The sandbox through the real wasmtime host: capabilities, limits, faults
 //! and recovery, with the deliberately misbehaving rules of tests/rules/.
 
-use crate::support::{module_cache, test_rule};
+use crate::support::{module_cache, repo_root, test_rule};
 use edgeward::clock::Clock;
 use edgeward::config::OnError;
-use edgeward::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading};
+use edgeward::pipeline::bindings::{Authenticity, Envelope, Measurement, Message, Reading, Verdict};
 use edgeward::pipeline::{Engine, Fate, Grants, Instance, InstanceContext, Limits, ModuleError, Pipeline};
 use edgeward::state::StateStore;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,17 @@ const LIMITS: Limits = Limits {
 
 impl Fixture {
     fn start(&self, rule: &str, config: &str, grants: &[&str]) -> Result<Instance, ModuleError> {
-        let file = test_rule(rule);
-        let wasm = std::fs::read(&file).unwrap();
+        self.start_file(rule, &test_rule(rule), config, grants)
+    }
+
+    fn start_file(
+        &self,
+        rule: &str,
+        file: &Path,
+        config: &str,
+        grants: &[&str],
+    ) -> Result<Instance, ModuleError> {
+        let wasm = std::fs::read(file).unwrap();
         let grants = Grants::parse(grants.iter().copied()).unwrap();
         let prepared = self.engine.prepare(rule, &file.display().to_string(), &wasm, grants)?;
         let ctx = InstanceContext {
@@ -67,6 +77,31 @@ fn message(value: f64) -> Message {
 
 fn count_of(msg: &Message) -> f64 {
     msg.reading.measurements.iter().find(|m| m.name == "count").expect("a count").value
+}
+
+/// A rule built against edgeward:policy@0.1.0 (the counter test rule as it
+/// was then) still runs: it is handed the whole message, what it forwards
+/// (its count added) comes back, its kv works, a trap is recycled from.
+#[test]
+fn rules_of_contract_0_1_still_run() {
+    let f = fixture();
+    let file = repo_root().join("tests/fixtures/rules/counter-policy-0.1.wasm");
+    let mut rule = f.start_file("counter", &file, r#"{"trap-every":3}"#, &["kv"]).unwrap();
+    let mut counts = Vec::new();
+    for i in 0..4 {
+        let (msg, result) = rule.process(message(f64::from(i)));
+        match result {
+            Ok(outcome) => {
+                assert_eq!(outcome.verdict, Verdict::Forward);
+                assert_eq!(msg.reading.measurements[0].value, f64::from(i), "the reading comes back whole");
+                counts.push(count_of(&msg));
+            }
+            Err(ModuleError::Trap { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(counts, [1.0, 2.0, 4.0]);
+    assert!(rule.tick(0).unwrap().alarms.is_empty());
 }
 
 /// A trap is reported with the guest's panic message, and the next call works on a fresh instance.

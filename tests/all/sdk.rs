@@ -2,6 +2,17 @@
 
 use crate::support::{edgeward, repo_root, stderr, test_rule};
 
+/// A rule of the earlier contract is shown as such, and as loadable.
+#[test]
+fn inspect_shows_an_earlier_contract_as_loadable() {
+    let file = repo_root().join("tests/fixtures/rules/counter-policy-0.1.wasm");
+    let output = edgeward(&["module", "inspect", file.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("contract  edgeward:policy@0.1.0 (an earlier contract, still loaded"), "{text}");
+    assert!(!text.contains("refused"), "{text}");
+}
+
 /// The built-in `seal` rule needs a `seal:` grant and exports the whole rule interface.
 #[test]
 fn inspect_shows_capabilities_and_exports() {

@@ -30,7 +30,12 @@ pub fn inspect(file: &Path, as_json: bool) -> anyhow::Result<()> {
     println!("  size      {} bytes", found.bytes);
     println!("  sha256    {}", found.sha256);
     let contract = match &found.contract {
-        Some(v) if found.contract_matches() => format!("{WIT_PACKAGE}@{v}"),
+        Some(v) if v == WIT_VERSION => format!("{WIT_PACKAGE}@{v}"),
+        Some(v) if found.contract_matches() => {
+            format!(
+                "{WIT_PACKAGE}@{v} (an earlier contract, still loaded; rebuilt with this SDK it gets {WIT_VERSION})"
+            )
+        }
         Some(v) => format!("{WIT_PACKAGE}@{v} (this gateway provides {WIT_VERSION}: it will be refused)"),
         None => format!("none (imports nothing of {WIT_PACKAGE})"),
     };

@@ -24,8 +24,26 @@ use std::sync::Arc;
 
 /// The package and version of the contract this gateway implements.
 pub const WIT_PACKAGE: &str = "edgeward:policy";
-/// The contract version a rule must be built against.
+/// The contract version rules are built against (the SDK's).
 pub const WIT_VERSION: &str = "0.2.0";
+/// Earlier contract versions whose rules still load (see [`v0_1`]).
+pub const OLDER_WIT_VERSIONS: [&str; 1] = ["0.1.0"];
+
+/// Does this gateway load rules built against contract `version`?
+pub fn supports(version: &str) -> bool {
+    version == WIT_VERSION || OLDER_WIT_VERSIONS.contains(&version)
+}
+
+/// `edgeward:policy@0.1.0`, in which a rule received the whole message and
+/// returned it in its verdict. Rules built against it still load; the
+/// gateway converts at the boundary (`pipeline::compat`).
+pub mod v0_1 {
+    wasmtime::component::bindgen!({
+        world: "rule",
+        path: "wit/policy-0.1",
+        imports: { default: trappable },
+    });
+}
 
 /// A reading together with the bytes that will leave the gateway for it:
 /// what flows through the gateway. Rules see it through the WIT's `message`

@@ -3,7 +3,7 @@
 //! component that imports an interface it was not granted, and each host
 //! call checks again (defence in depth, and per key for `sign`/`seal`).
 
-use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{WIT_PACKAGE, supports};
 use std::collections::BTreeSet;
 
 /// One grant from a module's `capabilities = [...]`.
@@ -78,7 +78,7 @@ impl Grants {
             return Err(ImportRefusal::Unknown);
         }
         let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
-        if version != WIT_VERSION {
+        if !supports(version) {
             return Err(ImportRefusal::Version { found: version.to_string() });
         }
         let any_granted = |f: fn(&Capability) -> bool| self.granted.iter().any(f);
@@ -135,10 +135,11 @@ mod tests {
         let kv = Grants::parse(["kv", "sign:gateway"]).unwrap();
         assert_eq!(kv.allow_import("edgeward:policy/kv@0.2.0"), Ok(()));
         assert_eq!(kv.allow_import("edgeward:policy/signer@0.2.0"), Ok(()));
+        assert_eq!(kv.allow_import("edgeward:policy/kv@0.1.0"), Ok(()), "0.1 rules still load");
         assert!(kv.sign("gateway") && !kv.sign("other"));
         assert_eq!(
-            kv.allow_import("edgeward:policy/kv@0.1.0"),
-            Err(ImportRefusal::Version { found: "0.1.0".into() })
+            kv.allow_import("edgeward:policy/kv@0.3.0"),
+            Err(ImportRefusal::Version { found: "0.3.0".into() })
         );
         assert_eq!(kv.allow_import("acme:net/http@1.0.0"), Err(ImportRefusal::Unknown));
     }

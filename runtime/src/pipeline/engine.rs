@@ -11,8 +11,11 @@
 //!    poisons a component instance) and its state comes back from kv.
 
 use super::ModuleError;
-use super::bindings::{Effects, Hop, Message, Outcome, Rule, RulePre, Verdict, WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{
+    Effects, Hop, Message, Outcome, Rule, RulePre, Verdict, WIT_PACKAGE, WIT_VERSION, v0_1,
+};
 use super::capability::{Grants, ImportRefusal};
+use super::compat;
 use super::host::{Lent, ModuleState};
 use super::inspect::{self, Unfit};
 use crate::clock::Clock;
@@ -64,6 +67,7 @@ impl Engine {
         // unused; an empty WasiCtx satisfies them while granting nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_err)?;
         Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
+        v0_1::Rule::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(engine_err)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (ticking, stop) = (engine.clone(), stop_ticker.clone());
@@ -135,13 +139,17 @@ impl Engine {
             reason: format!("{e:#}"),
         })?;
         // Right names but other signatures: the reason names the function and type.
-        let pre = RulePre::new(instance_pre).map_err(|e| ModuleError::Exports {
+        let exports = |e: wasmtime::Error| ModuleError::Exports {
             module: module.clone(),
             file: file.clone(),
             reason: format!(
                 "{e:#} (a rule exports `init`, `process` and `tick` of {WIT_PACKAGE}@{WIT_VERSION}; build it with edgeward-sdk)"
             ),
-        })?;
+        };
+        let pre = match found.contract.as_deref() {
+            Some("0.1.0") => RuleKind::V0_1(v0_1::RulePre::new(instance_pre).map_err(exports)?),
+            _ => RuleKind::Current(RulePre::new(instance_pre).map_err(exports)?),
+        };
         Ok(Prepared { name: module, hash, pre, grants: Arc::new(grants) })
     }
 
@@ -216,8 +224,14 @@ pub struct Prepared {
     pub name: String,
     /// SHA-256 of the component's bytes.
     pub hash: [u8; 32],
-    pre: RulePre<ModuleState>,
+    pre: RuleKind<RulePre<ModuleState>, v0_1::RulePre<ModuleState>>,
     grants: Arc<Grants>,
+}
+
+/// A rule of the current contract, or of 0.1.0 (see `compat`).
+enum RuleKind<Current, V0_1> {
+    Current(Current),
+    V0_1(V0_1),
 }
 
 /// Everything an instance needs besides its [`Prepared`] module.
@@ -245,7 +259,7 @@ pub struct Instance {
 
 struct Live {
     store: Store<ModuleState>,
-    rule: Rule,
+    rule: RuleKind<Rule, v0_1::Rule>,
 }
 
 impl Instance {
@@ -266,15 +280,23 @@ impl Instance {
             ctx.keyring.clone(),
             ctx.limits.memory_bytes,
         );
-        let mut store = Store::new(prepared.pre.engine(), state);
+        let engine = match &prepared.pre {
+            RuleKind::Current(pre) => pre.engine(),
+            RuleKind::V0_1(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
         // A fresh store's deadline is 0: set it before instantiating or the start traps.
         store.set_epoch_deadline(ticks(ctx.limits.init_timeout));
-        let rule = prepared
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| fault(&module, "instantiate", ctx.limits.init_timeout, store.data_mut(), e))?;
-        let result = rule.call_init(&mut store, &ctx.config_json);
+        let rule = match &prepared.pre {
+            RuleKind::Current(pre) => pre.instantiate(&mut store).map(RuleKind::Current),
+            RuleKind::V0_1(pre) => pre.instantiate(&mut store).map(RuleKind::V0_1),
+        }
+        .map_err(|e| fault(&module, "instantiate", ctx.limits.init_timeout, store.data_mut(), e))?;
+        let result = match &rule {
+            RuleKind::Current(rule) => rule.call_init(&mut store, &ctx.config_json),
+            RuleKind::V0_1(rule) => rule.call_init(&mut store, &ctx.config_json),
+        };
         store.data_mut().flush_kv();
         match result {
             Ok(Ok(())) => Ok(Live { store, rule }),
@@ -302,11 +324,18 @@ impl Instance {
     /// message with the rule's changes if it forwarded it, else as it came.
     pub fn process(&mut self, msg: Message) -> (Message, Result<Outcome, ModuleError>) {
         let mut msg = Some(Lent::new(msg));
-        let result = self.call("process", |rule, store| {
-            let handle = store.data_mut().lend(msg.take().expect("lent once"));
-            let result = rule.call_process(&mut *store, handle);
-            msg = store.data_mut().take_back();
-            result
+        let result = self.call("process", |rule, store| match rule {
+            RuleKind::Current(rule) => {
+                let handle = store.data_mut().lend(msg.take().expect("lent once"));
+                let result = rule.call_process(&mut *store, handle);
+                msg = store.data_mut().take_back();
+                result
+            }
+            RuleKind::V0_1(rule) => {
+                let lent = msg.as_mut().expect("not lent").message_mut();
+                let result = rule.call_process(&mut *store, &compat::message_for_v0_1(lent));
+                Ok(result?.map(|outcome| compat::outcome_from_v0_1(outcome, lent)))
+            }
         });
         // `call` runs the closure unless no instance could be started: either way `msg` is back.
         let lent = msg.expect("the message comes back from the call");
@@ -318,13 +347,19 @@ impl Instance {
 
     /// Run `tick` at `now_ms`.
     pub fn tick(&mut self, now_ms: u64) -> Result<Effects, ModuleError> {
-        self.call("tick", |rule, store| rule.call_tick(store, now_ms))
+        self.call("tick", |rule, store| match rule {
+            RuleKind::Current(rule) => rule.call_tick(store, now_ms),
+            RuleKind::V0_1(rule) => Ok(rule.call_tick(store, now_ms)?.map(compat::effects_from_v0_1)),
+        })
     }
 
     fn call<T>(
         &mut self,
         what: &'static str,
-        f: impl FnOnce(&Rule, &mut Store<ModuleState>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(
+            &RuleKind<Rule, v0_1::Rule>,
+            &mut Store<ModuleState>,
+        ) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, ModuleError> {
         let live = match &mut self.live {
             Some(live) => live,

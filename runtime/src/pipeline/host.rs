@@ -190,6 +190,12 @@ impl Lent {
         self.msg
     }
 
+    /// The message itself, for a 0.1 rule's forwarded copy to be written
+    /// back into (such a rule never sees the resource).
+    pub(crate) fn message_mut(&mut self) -> &mut Message {
+        &mut self.msg
+    }
+
     /// The reading as the rule left it so far.
     fn reading(&self) -> &Reading {
         self.reading.as_ref().unwrap_or(&self.msg.reading)
@@ -360,5 +366,52 @@ impl sealer::Host for ModuleState {
             Some(set) => seal::seal(&set.recipients, &aad, &plaintext, set.pad_to).map_err(|e| e.to_string()),
             None => Err(format!("no recipient set `{recipients}` is configured")),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::bindings::Measurement;
+
+    fn message() -> Message {
+        Message {
+            reading: Reading {
+                sensor: "s1".into(),
+                address: String::new(),
+                seq: None,
+                sensor_time_ms: None,
+                received_ms: 1_000,
+                rssi: None,
+                authenticity: Authenticity::None,
+                measurements: vec![Measurement {
+                    name: "temperature".into(),
+                    unit: "Cel".into(),
+                    value: 20.0,
+                }],
+            },
+            envelope: Envelope { content_type: "application/senml+cbor".into(), body: vec![0x80] },
+            path: Vec::new(),
+        }
+    }
+
+    /// A rule's changes reach the message only when it forwards it.
+    #[test]
+    fn changes_apply_on_forward_only() {
+        let changed = |lent: &mut Lent| {
+            let mut reading = lent.reading().clone();
+            reading.measurements[0].value = 25.0;
+            lent.reading = Some(reading);
+            lent.envelope = Some(Envelope { content_type: "x".into(), body: vec![1] });
+            assert_eq!(lent.reading().measurements[0].value, 25.0, "getters see the change at once");
+        };
+        let mut lent = Lent::new(message());
+        changed(&mut lent);
+        assert_eq!(lent.unchanged(), message(), "dropped, failed or trapped: as it came");
+        let mut lent = Lent::new(message());
+        changed(&mut lent);
+        let forwarded = lent.forwarded();
+        assert_eq!(forwarded.reading.measurements[0].value, 25.0);
+        assert_eq!(forwarded.envelope.body, vec![1]);
     }
 }

@@ -2,7 +2,7 @@
 //! instantiation): `edgeward module inspect`.
 
 use super::ModuleError;
-use super::bindings::{WIT_PACKAGE, WIT_VERSION};
+use super::bindings::{WIT_PACKAGE, supports};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -45,9 +45,9 @@ impl Inspection {
         RULE_EXPORTS.iter().all(|e| self.exports.iter().any(|x| x == e))
     }
 
-    /// Was it built against the contract this gateway implements?
+    /// Was it built against a contract version this gateway loads?
     pub fn contract_matches(&self) -> bool {
-        self.contract.as_deref().is_none_or(|v| v == WIT_VERSION)
+        self.contract.as_deref().is_none_or(supports)
     }
 }
 
@@ -138,7 +138,7 @@ impl Inspection {
         let other_version = self.imports.iter().find_map(|import| {
             let (package, rest) = import.name.split_once('/')?;
             let (_, version) = rest.split_once('@')?;
-            (package == WIT_PACKAGE && version != WIT_VERSION)
+            (package == WIT_PACKAGE && !supports(version))
                 .then(|| Unfit::Version { import: import.name.clone(), found: version.to_string() })
         });
         if other_version.is_some() {
@@ -228,8 +228,8 @@ mod tests {
         let current = "edgeward:policy/types@0.2.0";
         assert_eq!(inspection(&[current], &all, &[]).unfit(), None);
         assert_eq!(
-            inspection(&["wasi:cli/stdout@0.2.6", "edgeward:policy/log@0.1.0"], &["init"], &[]).unfit(),
-            Some(Unfit::Version { import: "edgeward:policy/log@0.1.0".into(), found: "0.1.0".into() })
+            inspection(&["wasi:cli/stdout@0.2.6", "edgeward:policy/log@0.3.0"], &["init"], &[]).unfit(),
+            Some(Unfit::Version { import: "edgeward:policy/log@0.3.0".into(), found: "0.3.0".into() })
         );
         assert_eq!(
             inspection(&["wasi:cli/stdout@0.2.6"], &[], &["greet"]).unfit(),

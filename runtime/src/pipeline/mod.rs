@@ -13,6 +13,7 @@
 
 pub mod bindings;
 mod capability;
+mod compat;
 mod engine;
 mod host;
 pub mod inspect;
