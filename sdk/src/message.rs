@@ -59,8 +59,7 @@ impl Message {
     }
 
     /// The gateway's message, borrowed for one `process` call.
-    #[doc(hidden)]
-    pub fn lent(handle: u32) -> Self {
+    pub(crate) fn lent(handle: u32) -> Self {
         Message {
             lent: Some(borrowed(handle)),
             sensor: OnceCell::new(),
@@ -275,8 +274,7 @@ impl Outcome {
 
     /// The outcome as the contract carries it, the forwarded message's
     /// changes written into the gateway's message `handle`.
-    #[doc(hidden)]
-    pub fn into_wit(self, handle: u32) -> wit::Outcome {
+    pub(crate) fn into_wit(self, handle: u32) -> wit::Outcome {
         let verdict = match self.verdict {
             Verdict::Forward(msg) => {
                 msg.write_into(handle);
