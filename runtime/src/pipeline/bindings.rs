@@ -1,5 +1,6 @@
-//! The host side of the rule contract: the one `bindgen!` over the SDK's
-//! `wit/policy.wit`, the same file rules are built from.
+//! The host side of the rule contract: `bindgen!` over the SDK's
+//! `wit/policy.wit`, the same file rules are built from, and over the
+//! frozen 0.1.0 contract whose rules still load ([`v0_1`]).
 
 /// What `bindgen!` makes of the WIT. Its world-level `Message` is the
 /// resource (our `Lent`), so the gateway's own `Message` lives beside it.
@@ -9,7 +10,7 @@ mod generated {
         path: "../sdk/wit",
         // Host functions may refuse (a capability used without its grant) by trapping.
         imports: { default: trappable },
-        // A rule borrows the gateway's message; the store's resource table holds it.
+        // A rule borrows the gateway's message; the store's data holds it.
         with: { "edgeward:policy/types.message": super::super::host::Lent },
         additional_derives: [PartialEq],
     });
