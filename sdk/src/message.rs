@@ -102,19 +102,21 @@ impl Message {
     /// The value of the first measurement called `name` whose value is
     /// finite (NaN or infinity says nothing about the quantity).
     pub fn value(&self, name: &str) -> Option<f64> {
-        match self.reading.get() {
-            Some(reading) => reading.value(name),
-            None => self.remote().value(name, None),
-        }
+        self.finite_value(name, None)
     }
 
     /// Like [`Message::value`], in `unit` only (SenML symbols such as `Cel`,
     /// `%RH`). A value in another unit is not converted: it is `None`, so a
     /// rule never compares °F with °C.
     pub fn value_in(&self, name: &str, unit: &str) -> Option<f64> {
+        self.finite_value(name, Some(unit))
+    }
+
+    /// From the reading when it is here already, else one question to the gateway.
+    fn finite_value(&self, name: &str, unit: Option<&str>) -> Option<f64> {
         match self.reading.get() {
-            Some(reading) => reading.value_in(name, unit),
-            None => self.remote().value(name, Some(unit)),
+            Some(reading) => reading.finite_value(name, unit),
+            None => self.remote().value(name, unit),
         }
     }
 

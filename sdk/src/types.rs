@@ -11,16 +11,21 @@ impl Reading {
     /// The value of the first measurement called `name` whose value is
     /// finite (NaN or infinity says nothing about the quantity).
     pub fn value(&self, name: &str) -> Option<f64> {
-        self.measurements.iter().find(|m| m.name == name && m.value.is_finite()).map(|m| m.value)
+        self.finite_value(name, None)
     }
 
     /// Like [`Reading::value`], in unit `unit` only (SenML symbols such as
     /// `Cel`, `%RH`). A value in another unit is not converted: it is
     /// `None`, so a rule never compares °F with °C.
     pub fn value_in(&self, name: &str, unit: &str) -> Option<f64> {
+        self.finite_value(name, Some(unit))
+    }
+
+    /// What the gateway's `value(name, unit)` answers, computed here.
+    pub(crate) fn finite_value(&self, name: &str, unit: Option<&str>) -> Option<f64> {
         self.measurements
             .iter()
-            .find(|m| m.name == name && m.unit == unit && m.value.is_finite())
+            .find(|m| m.name == name && unit.is_none_or(|u| u == m.unit) && m.value.is_finite())
             .map(|m| m.value)
     }
 

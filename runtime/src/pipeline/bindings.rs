@@ -27,18 +27,17 @@ use std::sync::Arc;
 pub const WIT_PACKAGE: &str = "edgeward:policy";
 /// The contract version rules are built against (the SDK's).
 pub const WIT_VERSION: &str = "0.2.0";
-/// Earlier contract versions whose rules still load (see [`v0_1`]).
-pub const OLDER_WIT_VERSIONS: [&str; 1] = ["0.1.0"];
-
 /// Does this gateway load rules built against contract `version`?
 pub fn supports(version: &str) -> bool {
-    version == WIT_VERSION || OLDER_WIT_VERSIONS.contains(&version)
+    version == WIT_VERSION || version == v0_1::VERSION
 }
 
 /// `edgeward:policy@0.1.0`, in which a rule received the whole message and
 /// returned it in its verdict. Rules built against it still load; the
 /// gateway converts at the boundary (`pipeline::compat`).
 pub mod v0_1 {
+    pub const VERSION: &str = "0.1.0";
+
     wasmtime::component::bindgen!({
         world: "rule",
         path: "wit/policy-0.1",

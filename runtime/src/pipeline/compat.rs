@@ -9,7 +9,7 @@ use super::bindings::{
     Alarm, AlarmState, Authenticity, Command, Effects, Envelope, Measurement, Message, Outcome, Reading,
     Severity, Verdict,
 };
-use super::host::ModuleState;
+use super::host::{Lent, ModuleState};
 
 /// The message as a 0.1 rule receives it.
 pub(crate) fn message_for_v0_1(msg: &Message) -> old::types::Message {
@@ -49,13 +49,14 @@ pub(crate) fn message_for_v0_1(msg: &Message) -> old::types::Message {
     }
 }
 
-/// A 0.1 rule's outcome, its forwarded message's reading and envelope (a
-/// rule's changes to the path were always ignored) written into `msg`.
-pub(crate) fn outcome_from_v0_1(outcome: old::types::Outcome, msg: &mut Message) -> Outcome {
+/// A 0.1 rule's outcome; the reading and envelope of the message it
+/// forwarded become the changes of `lent` (its changes to the path were
+/// always ignored).
+pub(crate) fn outcome_from_v0_1(outcome: old::types::Outcome, lent: &mut Lent) -> Outcome {
     let verdict = match outcome.verdict {
         old::types::Verdict::Forward(next) => {
             let r = next.reading;
-            msg.reading = Reading {
+            let reading = Reading {
                 sensor: r.sensor,
                 address: r.address,
                 seq: r.seq,
@@ -73,7 +74,8 @@ pub(crate) fn outcome_from_v0_1(outcome: old::types::Outcome, msg: &mut Message)
                     .map(|m| Measurement { name: m.name, unit: m.unit, value: m.value })
                     .collect(),
             };
-            msg.envelope = Envelope { content_type: next.envelope.content_type, body: next.envelope.body };
+            let envelope = Envelope { content_type: next.envelope.content_type, body: next.envelope.body };
+            lent.change(reading, envelope);
             Verdict::Forward
         }
         old::types::Verdict::Drop(reason) => Verdict::Drop(reason),
@@ -172,7 +174,7 @@ mod tests {
     /// What a 0.1 rule receives is the whole message; what it forwards comes back whole.
     #[test]
     fn messages_round_trip() {
-        let mut msg = Message {
+        let msg = Message {
             reading: Reading {
                 sensor: "room".into(),
                 address: "A4:C1:38:00:00:01".into(),
@@ -208,8 +210,10 @@ mod tests {
             verdict: old::types::Verdict::Forward(old_msg),
             effects: old::types::Effects { alarms: vec![alarm], commands: Vec::new() },
         };
-        let outcome = outcome_from_v0_1(outcome, &mut msg);
+        let mut lent = Lent::new(msg);
+        let outcome = outcome_from_v0_1(outcome, &mut lent);
         assert_eq!(outcome.verdict, Verdict::Forward);
+        let msg = lent.forwarded();
         assert_eq!(outcome.effects.alarms[0].severity, Severity::Warning);
         assert_eq!(msg.reading.measurements[0].value, 22.0);
         assert_eq!(msg.envelope.body, vec![9]);

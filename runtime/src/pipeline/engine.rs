@@ -147,7 +147,7 @@ impl Engine {
             ),
         };
         let pre = match found.contract.as_deref() {
-            Some("0.1.0") => RuleKind::V0_1(v0_1::RulePre::new(instance_pre).map_err(exports)?),
+            Some(v0_1::VERSION) => RuleKind::V0_1(v0_1::RulePre::new(instance_pre).map_err(exports)?),
             _ => RuleKind::Current(RulePre::new(instance_pre).map_err(exports)?),
         };
         Ok(Prepared { name: module, hash, pre, grants: Arc::new(grants) })
@@ -332,8 +332,8 @@ impl Instance {
                 result
             }
             RuleKind::V0_1(rule) => {
-                let lent = msg.as_mut().expect("not lent").message_mut();
-                let result = rule.call_process(&mut *store, &compat::message_for_v0_1(lent));
+                let lent = msg.as_mut().expect("not lent");
+                let result = rule.call_process(&mut *store, &compat::message_for_v0_1(lent.message()));
                 Ok(result?.map(|outcome| compat::outcome_from_v0_1(outcome, lent)))
             }
         });

@@ -190,10 +190,16 @@ impl Lent {
         self.msg
     }
 
-    /// The message itself, for a 0.1 rule's forwarded copy to be written
-    /// back into (such a rule never sees the resource).
-    pub(crate) fn message_mut(&mut self) -> &mut Message {
-        &mut self.msg
+    /// The message as it came, for a rule of contract 0.1 (which gets a copy).
+    pub(crate) fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    /// Record a rule's new reading and envelope, as `set-reading` and
+    /// `set-envelope` do: they apply if it forwards the message.
+    pub(crate) fn change(&mut self, reading: Reading, envelope: Envelope) {
+        self.reading = Some(reading);
+        self.envelope = Some(envelope);
     }
 
     /// The reading as the rule left it so far.
