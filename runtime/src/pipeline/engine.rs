@@ -23,8 +23,9 @@ use crate::state::StateStore;
 use crate::trust::Keyring;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -50,6 +51,10 @@ pub struct Engine {
     linker: Linker<ModuleState>,
     /// Where compiled components are kept (`None`: always compile).
     cache_dir: Option<PathBuf>,
+    /// Compiled components by content hash while a prepared rule holds
+    /// them: modules of the same wasm (one rule configured twice, or kept
+    /// across a reload) share one copy of its code in memory.
+    loaded: Mutex<HashMap<[u8; 32], Weak<Component>>>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -81,7 +86,7 @@ impl Engine {
             })
             .map_err(|e| ModuleError::Engine(format!("cannot start the epoch thread: {e}")))?;
 
-        Ok(Engine { engine, linker, cache_dir, stop_ticker })
+        Ok(Engine { engine, linker, cache_dir, loaded: Mutex::default(), stop_ticker })
     }
 
     /// Compile `wasm` (or load it from the cache), check that it is a rule of
@@ -99,7 +104,7 @@ impl Engine {
             return Err(ModuleError::CoreModule { module, file });
         }
         let hash: [u8; 32] = Sha256::digest(wasm).into();
-        let component = self.compile(name, &file, wasm, &hex::encode(hash))?;
+        let component = self.component(name, &file, wasm, hash)?;
 
         // Diagnose from the component's type what linking would only report
         // as a mismatch: the contract version, and the exports a rule needs.
@@ -150,7 +155,27 @@ impl Engine {
             Some(v0_1::VERSION) => RuleKind::V0_1(v0_1::RulePre::new(instance_pre).map_err(exports)?),
             _ => RuleKind::Current(RulePre::new(instance_pre).map_err(exports)?),
         };
-        Ok(Prepared { name: module, hash, pre, grants: Arc::new(grants) })
+        Ok(Prepared { name: module, hash, pre, grants: Arc::new(grants), _code: component })
+    }
+
+    /// The component of `wasm` (whose SHA-256 is `hash`): the one already in
+    /// memory if a prepared rule holds it, else compiled or from the cache.
+    fn component(
+        &self,
+        name: &str,
+        file: &str,
+        wasm: &[u8],
+        hash: [u8; 32],
+    ) -> Result<Arc<Component>, ModuleError> {
+        let loaded = || self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(component) = loaded().get(&hash).and_then(Weak::upgrade) {
+            return Ok(component);
+        }
+        let component = Arc::new(self.compile(name, file, wasm, &hex::encode(hash))?);
+        let mut loaded = loaded();
+        loaded.retain(|_, held| held.strong_count() > 0);
+        loaded.insert(hash, Arc::downgrade(&component));
+        Ok(component)
     }
 
     /// The compiled form of `wasm`, from the cache when it holds one made by
@@ -226,6 +251,9 @@ pub struct Prepared {
     pub hash: [u8; 32],
     pre: RuleKind<RulePre<ModuleState>, v0_1::RulePre<ModuleState>>,
     grants: Arc<Grants>,
+    /// Keeps the component listed in [`Engine`]'s loaded components while
+    /// this rule may be started (`pre` holds the same component).
+    _code: Arc<Component>,
 }
 
 /// A rule of the current contract, or of 0.1.0 (see `compat`).
@@ -421,4 +449,30 @@ fn fault(
         reason = format!("{guest} ({reason})");
     }
     ModuleError::Trap { module, call, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modules_of_the_same_wasm_share_one_compiled_component() {
+        let engine = Engine::new(None).unwrap();
+        let (alarm, heating) = (crate::builtin::module("alarm").unwrap(), crate::builtin::module("heating").unwrap());
+        let prepare = |name, wasm| engine.prepare(name, "builtin", wasm, Grants::parse(["kv"]).unwrap()).unwrap();
+
+        let first = prepare("first", alarm);
+        let second = prepare("second", alarm);
+        let other = prepare("other", heating);
+        assert!(Arc::ptr_eq(&first._code, &second._code), "the same wasm is compiled once");
+        assert!(!Arc::ptr_eq(&first._code, &other._code));
+
+        // Once no prepared rule holds it, the code is freed, not kept for later.
+        let held = Arc::downgrade(&first._code);
+        drop((first, second));
+        assert!(held.upgrade().is_none());
+        let again = prepare("again", alarm);
+        assert!(engine.loaded.lock().unwrap().values().all(|held| held.strong_count() > 0));
+        drop(again);
+    }
 }
