@@ -181,11 +181,14 @@ impl Pipeline {
     pub fn process(&mut self, mut msg: Message) -> Processed {
         let mut effects = Effects::none();
         let mut faults = Vec::new();
+        // One clock read per stage: each stage's end is the next one's start.
+        let mut started = Instant::now();
         for (stage, stats) in self.stages.iter_mut().zip(&self.stats) {
             msg.path.push(stage.hop().clone());
-            let started = Instant::now();
             let (next, result) = stage.process(msg);
-            stats.record(started.elapsed(), result.is_err());
+            let ended = Instant::now();
+            stats.record(ended - started, result.is_err());
+            started = ended;
             msg = next;
             match result {
                 Ok(outcome) => {
@@ -213,10 +216,12 @@ impl Pipeline {
     pub fn tick(&mut self, now_ms: u64) -> (Effects, Vec<ModuleError>) {
         let mut effects = Effects::none();
         let mut faults = Vec::new();
+        let mut started = Instant::now();
         for (stage, stats) in self.stages.iter_mut().zip(&self.stats) {
-            let started = Instant::now();
             let result = stage.tick(now_ms);
-            stats.record(started.elapsed(), result.is_err());
+            let ended = Instant::now();
+            stats.record(ended - started, result.is_err());
+            started = ended;
             match result {
                 Ok(more) => effects.extend(more),
                 Err(error) => {
