@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Build the Debian package from the debug build (the CI's one profile) and
-# print the .deb's path on the last line of standard output.
+# Build the Debian package from the release build and print the .deb's path
+# on the last line of standard output.
 #
-#   packaging/build-deb.sh [--deb-version VERSION] [--output DIR] [--fast]
+#   packaging/build-deb.sh [--deb-version VERSION] [--output DIR] [--fast] [--debug]
 #
-# --fast compresses lightly (seconds instead of a minute, a larger file): for
-# tests.
+# --fast compresses lightly (seconds instead of a minute, a larger file) and
+# --debug packages the debug build instead: for tests, which check the
+# packaging with the one profile the tests build (the program is the same
+# code; the debug build compiles rules and runs them far slower).
 # Needs cargo-deb (packaging/test.sh installs the pinned version). Generated
 # files (man pages, completions, the rule modules, the examples) are staged
 # under target/packaging/, where runtime/Cargo.toml's deb assets point.
@@ -13,11 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 deb_args=()
+profile=release
 while (($#)); do
     case "$1" in
         --deb-version | --output) deb_args+=("$1" "$2"); shift 2 ;;
         --fast) deb_args+=("$1"); shift ;;
-        *) echo "usage: $0 [--deb-version VERSION] [--output DIR] [--fast]" >&2; exit 2 ;;
+        --debug) profile=debug; shift ;;
+        *) echo "usage: $0 [--deb-version VERSION] [--output DIR] [--fast] [--debug]" >&2; exit 2 ;;
     esac
 done
 
@@ -27,9 +31,13 @@ command -v cargo-deb >/dev/null || {
 }
 
 # Builds the guest modules too (runtime/build.rs); a no-op when up to date.
-cargo build -p edgeward --locked >&2
+if [ "$profile" = release ]; then
+    cargo build -p edgeward --locked --release >&2
+else
+    cargo build -p edgeward --locked >&2
+fi
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
-bin="$target/debug/edgeward"
+bin="$target/$profile/edgeward"
 stage="$target/packaging"
 rm -rf "$stage"
 mkdir -p "$stage/modules" "$stage/examples"
@@ -55,8 +63,8 @@ for config in configs/*.toml; do
     sed 's#\.\./target/#./#g' "$config" >"$stage/examples/$(basename "$config")"
 done
 
-# The debug binary, stripped as dh_strip does: 390 MB of debug information
-# would make a 60 MB package that takes minutes to compress.
+# The binary, stripped as dh_strip does (the debug build carries 390 MB of
+# debug information: a 60 MB package that takes minutes to compress).
 strip --strip-unneeded --remove-section=.comment --remove-section=.note -o "$stage/edgeward" "$bin"
 
 # cargo-deb prints the path of the package it wrote, last.

@@ -36,11 +36,11 @@ fi
 # --- Build: two versions, for the upgrade -------------------------------------
 out="$(mktemp -d)"
 step "building the package"
-deb="$(packaging/build-deb.sh --fast --output "$out/old.deb" | tail -n 1)"
+deb="$(packaging/build-deb.sh --fast --debug --output "$out/old.deb" | tail -n 1)"
 [ -f "$deb" ] || fail "build-deb.sh printed no package path"
 version="$(dpkg-deb -f "$deb" Version)"
 upgrade_version="${version%-*}+upgrade-test"
-newer="$(packaging/build-deb.sh --fast --deb-version "$upgrade_version" --output "$out/new.deb" | tail -n 1)"
+newer="$(packaging/build-deb.sh --fast --debug --deb-version "$upgrade_version" --output "$out/new.deb" | tail -n 1)"
 dpkg --compare-versions "$(dpkg-deb -f "$newer" Version)" gt "$version" ||
     fail "the second build's version is not newer than $version"
 echo "package: $deb ($(du -h "$deb" | cut -f1))" >&2
