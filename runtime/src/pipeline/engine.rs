@@ -22,11 +22,11 @@ use crate::clock::Clock;
 use crate::state::StateStore;
 use crate::trust::Keyring;
 use sha2::{Digest, Sha256};
-use std::hash::{Hash, Hasher};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
@@ -458,8 +458,10 @@ mod tests {
     #[test]
     fn modules_of_the_same_wasm_share_one_compiled_component() {
         let engine = Engine::new(None).unwrap();
-        let (alarm, heating) = (crate::builtin::module("alarm").unwrap(), crate::builtin::module("heating").unwrap());
-        let prepare = |name, wasm| engine.prepare(name, "builtin", wasm, Grants::parse(["kv"]).unwrap()).unwrap();
+        let (alarm, heating) =
+            (crate::builtin::module("alarm").unwrap(), crate::builtin::module("heating").unwrap());
+        let prepare =
+            |name, wasm| engine.prepare(name, "builtin", wasm, Grants::parse(["kv"]).unwrap()).unwrap();
 
         let first = prepare("first", alarm);
         let second = prepare("second", alarm);
