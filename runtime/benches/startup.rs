@@ -88,10 +88,14 @@ fn peak_rss_kib(hours: u64, extra: usize, cache: &Path) -> (u64, u64) {
     (field("peak_rss_kib"), field("messages"))
 }
 
-fn median_ms(mut runs: Vec<Duration>) -> (f64, f64, f64) {
-    runs.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    (ms(runs[0]), ms(runs[runs.len() / 2]), ms(runs[runs.len() - 1]))
+/// (min, median, max) of `runs`.
+fn spread(mut runs: Vec<f64>) -> (f64, f64, f64) {
+    runs.sort_by(f64::total_cmp);
+    (runs[0], runs[runs.len() / 2], runs[runs.len() - 1])
+}
+
+fn median_ms(runs: Vec<Duration>) -> (f64, f64, f64) {
+    spread(runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect())
 }
 
 fn main() {
@@ -123,9 +127,7 @@ fn main() {
     for extra in [0, 500] {
         let runs: Vec<(u64, u64)> = (0..RUNS).map(|_| peak_rss_kib(1, extra, cache.path())).collect();
         let messages = runs[0].1;
-        let mut mib: Vec<f64> = runs.iter().map(|(kib, _)| *kib as f64 / 1024.0).collect();
-        mib.sort_by(f64::total_cmp);
-        let (lo, mid, hi) = (mib[0], mib[RUNS / 2], mib[RUNS - 1]);
+        let (lo, mid, hi) = spread(runs.iter().map(|(kib, _)| *kib as f64 / 1024.0).collect());
         println!("| {} | {messages} | {lo:.1} | {mid:.1} | {hi:.1} |", 3 + extra);
     }
 }

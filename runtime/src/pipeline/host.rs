@@ -407,8 +407,7 @@ mod tests {
         let changed = |lent: &mut Lent| {
             let mut reading = lent.reading().clone();
             reading.measurements[0].value = 25.0;
-            lent.reading = Some(reading);
-            lent.envelope = Some(Envelope { content_type: "x".into(), body: vec![1] });
+            lent.change(reading, Envelope { content_type: "x".into(), body: vec![1] });
             assert_eq!(lent.reading().measurements[0].value, 25.0, "getters see the change at once");
         };
         let mut lent = Lent::new(message());
